@@ -1,0 +1,30 @@
+# `make test` does every set-up step itself on a fresh machine: .venv, the CPU build of torch
+# (on this kind of machine a bare `torch` requirement would pull a multi-GB CUDA build),
+# the project with its test extras, and the wheel that carries the PP-OCR weights.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e '.[test]'
+	# only the ONNX files inside it are used; its own dependencies (onnxruntime, ...) are not needed
+	$(PY) -m pip install --quiet --no-deps rapidocr==3.10.0
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) bench/lifecycle.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,68 @@
+"""The adapter interface: one model family, and nothing about lifecycles or shared memory.
+
+An adapter says where the weights for the first load come from (safetensors files), how to build
+the module skeleton on the ``meta`` device (the engine binds the weights into it from the shared
+segment), and how to turn a decoded image plus options into a result dict. The engine owns
+everything else: the segment, the device, the state.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+
+class BadInput(ValueError):
+    """The request is wrong (unsupported prompt type, undecodable image...): the client's fault."""
+
+
+class Unsupported(BadInput):
+    """The request asks for something this model cannot do (a prompt type of another model)."""
+
+
+class WeightsUnavailable(RuntimeError):
+    """The weights for the first load cannot be found or made; the message says where we looked."""
+
+
+class ModelAdapter(abc.ABC):
+    """One model family. Instances are cheap: nothing heavy happens in ``__init__``."""
+
+    name: ClassVar[str]
+    # Prompt types this model answers; others get a 400 that names a model that can.
+    prompt_types: ClassVar[tuple[str, ...]] = ("ocr",)
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def weight_files(self) -> list[Path]:
+        """Safetensors files holding every tensor the skeleton needs (may convert or fetch once).
+
+        Raises :class:`WeightsUnavailable` when they cannot be had.
+        """
+
+    @abc.abstractmethod
+    def build_skeleton(self) -> torch.nn.Module:
+        """The module with every parameter and buffer on the ``meta`` device, in eval mode."""
+
+    def dtype_for(self, device: torch.device) -> torch.dtype | None:
+        """The dtype to run in on ``device``; None keeps the stored dtype."""
+        return None
+
+    def after_bind(self, module: torch.nn.Module, device: torch.device) -> None:
+        """Fix-ups after the weights are bound (recompute non-persistent buffers...)."""
+
+    @abc.abstractmethod
+    def infer(
+        self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
+    ) -> dict[str, Any]:
+        """Run on ``image`` (H x W x 3 uint8 RGB) and return the result.
+
+        The result holds ``text`` (all text in reading order), ``raw_text``, ``lines``
+        (``[{"text", "box": [[x, y] x 4], "score"}]``, reading order) and ``boxes``
+        (``[{"label", "box": [x1, y1, x2, y2]}]`` in image pixels).
+        """
