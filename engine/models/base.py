@@ -24,6 +24,10 @@ class Unsupported(BadInput):
     """The request asks for something this model cannot do (a prompt type of another model)."""
 
 
+class UnknownModel(BadInput):
+    """A model name no adapter answers to."""
+
+
 class WeightsUnavailable(RuntimeError):
     """The weights for the first load cannot be found or made; the message says where we looked."""
 

@@ -1,0 +1,139 @@
+"""The engine process: reads framed messages from its pipe, runs them, answers on the same pipe.
+
+Started by the supervisor (``supervisor.engine_handle``) with the ``spawn`` method. Two threads:
+
+- the reader thread receives frames; ``stats`` is answered at once (so status works while an
+  inference runs), everything else is queued in order;
+- the main thread runs the queue one message at a time on ``EngineRuntime``.
+
+The process exits when its pipe closes (EOF), when it is told to shut down, or when its parent
+dies (``PR_SET_PDEATHSIG`` plus a parent-pid watchdog): an orphan never keeps GPU memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from ipc import protocol as p
+
+log = logging.getLogger("dsocr.engine")
+
+_PARENT_POLL_S = 0.5
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:  # Linux: the kernel sends SIGKILL when the parent thread exits
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(3)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class EngineLoop:
+    def __init__(self, conn: Any) -> None:
+        from engine.runtime import EngineRuntime  # imports torch: after the watchdog is up
+
+        self.conn = conn
+        self.runtime = EngineRuntime()
+        self.inbox: queue.Queue[p.Message | None] = queue.Queue()
+        self._send_lock = threading.Lock()
+
+    def send(self, reply: p.Reply) -> None:
+        frame = p.encode(reply)
+        with self._send_lock:
+            self.conn.send_bytes(frame)
+
+    def read(self) -> None:
+        """Reader thread: frames in, stats answered here, the rest queued; None on EOF."""
+        try:
+            while True:
+                frame = self.conn.recv_bytes()
+                try:
+                    msg = p.decode(frame)
+                except p.ProtocolError as exc:
+                    log.error("dropping malformed frame: %s", exc)
+                    continue
+                if isinstance(msg, p.Stats):
+                    self.send(p.reply_ok(msg, **self.runtime.stats()))
+                else:
+                    self.inbox.put(msg)
+        except (EOFError, OSError):
+            pass
+        finally:
+            self.inbox.put(None)
+
+    def run(self) -> int:
+        threading.Thread(target=self.read, name="pipe-reader", daemon=True).start()
+        while True:
+            msg = self.inbox.get()
+            if msg is None:
+                log.info("pipe closed; engine %d exits", os.getpid())
+                return 0
+            reply = self.handle(msg)
+            try:
+                self.send(reply)
+            except (OSError, ValueError):
+                return 0  # the supervisor is gone
+            if isinstance(msg, p.Shutdown):
+                return 0
+
+    def handle(self, msg: p.Message) -> p.Reply:
+        from engine.errors import to_wire_error
+
+        rt = self.runtime
+        t0 = time.perf_counter()
+        try:
+            if isinstance(msg, p.Load):
+                result = rt.load(msg.model, msg.segment, msg.device, msg.options)
+            elif isinstance(msg, p.Restore):
+                result = rt.restore(msg.model, msg.segment, msg.device, msg.options)
+            elif isinstance(msg, p.Offload):
+                result = rt.offload(msg.model)
+            elif isinstance(msg, p.Infer):
+                result = rt.infer(msg.model, msg.image, msg.options)
+            elif isinstance(msg, p.Shutdown):
+                rt.close()
+                result = {}
+            else:
+                return p.reply_error(msg, p.WireError.PROTOCOL, f"unexpected message {msg.kind}")
+        except Exception as exc:  # every failure becomes a reply; the engine keeps serving
+            error = to_wire_error(exc)
+            level = logging.INFO if error.type == p.WireError.BAD_INPUT else logging.ERROR
+            log.log(level, "%s %d failed: %s: %s", msg.kind.value, msg.id, error.type, error.message,
+                    exc_info=level == logging.ERROR)  # fmt: skip
+            return p.Reply(id=msg.id, request=msg.kind, error=error)
+        log.debug("%s %d done in %.3fs", msg.kind.value, msg.id, time.perf_counter() - t0)
+        return p.reply_ok(msg, **result)
+
+
+def main(conn: Any, parent_pid: int, log_level: str = "INFO") -> None:
+    """Entry point in the spawned process."""
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr,
+        format=f"%(asctime)s engine[{os.getpid()}] %(levelname)s %(message)s",
+    )  # fmt: skip
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    loop = EngineLoop(conn)
+    code = loop.run()
+    loop.runtime.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: nothing left to flush, and CUDA teardown is slow

@@ -1,0 +1,39 @@
+"""The one module the engine binds: PP-OCRv6-small detection and recognition side by side."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PPOCRV6SmallDetForObjectDetection, PPOCRV6SmallRecForTextRecognition
+
+from .config import NUM_CLASSES, REC_FINAL_NORM_EPS, det_config, rec_config
+
+BLANK = 0  # CTC blank: class 0, stored as code point 0 in ``charset``
+
+
+class PPOCRModule(nn.Module):
+    """``det`` finds text lines, ``rec`` reads them.
+
+    ``charset`` holds the code point of each recognition class, so the dictionary travels with the
+    weights (through the engine's shared segment) instead of beside them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.det = PPOCRV6SmallDetForObjectDetection(det_config())
+        self.rec = PPOCRV6SmallRecForTextRecognition(rec_config())
+        # The graph's last encoder norm uses another eps than its blocks; the config holds one.
+        self.rec.head.encoder.norm.eps = REC_FINAL_NORM_EPS
+        self.register_buffer("charset", torch.zeros(NUM_CLASSES, dtype=torch.int32))
+        self.characters: list[str] = []
+
+    def decode_charset(self) -> None:
+        """Turn the bound ``charset`` buffer into the list of class strings CTC decoding reads."""
+        self.characters = [chr(code) for code in self.charset.tolist()]
+        self.characters[BLANK] = ""
+
+
+def build_meta() -> PPOCRModule:
+    with torch.device("meta"):
+        module = PPOCRModule()
+    return module.eval()

@@ -1,0 +1,99 @@
+"""Read the weights of a Paddle2ONNX graph as a list of layers, in execution order.
+
+Paddle2ONNX folds each batch norm into the convolution before it (a ``Conv`` and an ``Add`` of a
+``(1, C, 1, 1)`` constant), writes linear layers as ``MatMul`` + ``Add`` and layer norms as their
+arithmetic (``... Div``, ``Mul`` by the weight, ``Add`` of the bias). This module recognises those
+patterns; pairing the layers with torch modules is ``convert``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+@dataclass
+class OnnxLayer:
+    kind: str  # "conv" (Conv or ConvTranspose), "bn", "linear" or "norm"
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    eps: float | None = None
+
+
+class _Graph:
+    """Constants, producers and Identity aliases of one graph."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.alias: dict[str, str] = {}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                self.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            elif node.op_type == "Identity":
+                self.alias[node.output[0]] = node.input[0]
+            for out in node.output:
+                self.producer[out] = node
+
+    def resolve(self, name: str) -> str:
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(self.resolve(name))
+
+    def split(self, node: onnx.NodeProto) -> tuple[np.ndarray | None, str | None]:
+        """The constant operand of a binary node and the resolved name of its other operand."""
+        first, second = (self.resolve(name) for name in node.input)
+        if second in self.consts:
+            return self.consts[second], first
+        if first in self.consts:
+            return self.consts[first], second
+        return None, None
+
+    def op_of(self, name: str) -> str | None:
+        node = self.producer.get(name)
+        return node.op_type if node is not None else None
+
+
+def read_layers(path: Path) -> list[OnnxLayer]:
+    graph = _Graph(onnx.load(str(path)).graph)
+    layers: list[OnnxLayer] = []
+    layer_of: dict[str, OnnxLayer] = {}  # output name -> the layer whose bias may follow it
+    pending_eps: float | None = None  # a layer norm's eps is added before its weight is seen
+    for node in graph.producer.values() if False else _nodes(graph):
+        op = node.op_type
+        if op in ("Conv", "ConvTranspose"):
+            layer = OnnxLayer("conv", {"weight": graph.const(node.input[1])})
+            if len(node.input) > 2:
+                layer.tensors["bias"] = graph.const(node.input[2])
+        elif op == "BatchNormalization":
+            names = ("weight", "bias", "running_mean", "running_var")
+            layer = OnnxLayer("bn", {k: graph.const(v) for k, v in zip(names, node.input[1:])})
+            layer.eps = next(a.f for a in node.attribute if a.name == "epsilon")
+        elif op == "MatMul" and graph.const(node.input[1]) is not None:
+            layer = OnnxLayer("linear", {"weight": graph.const(node.input[1]).T})
+        elif op in ("Mul", "Add"):
+            const, other = graph.split(node)
+            if const is None:
+                continue
+            if op == "Mul" and const.ndim == 1 and const.size > 1 and graph.op_of(other) == "Div":
+                layer = OnnxLayer("norm", {"weight": const}, eps=pending_eps)
+            elif op == "Add" and other in layer_of:
+                layer_of.pop(other).tensors["bias"] = const.reshape(-1)
+                continue
+            elif op == "Add" and const.size == 1 and graph.op_of(other) == "ReduceMean":
+                pending_eps = float(const.reshape(()))
+                continue
+            else:
+                continue
+        else:
+            continue
+        layers.append(layer)
+        if layer.kind != "bn":
+            layer_of[graph.resolve(node.output[0])] = layer
+    return layers

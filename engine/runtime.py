@@ -1,0 +1,193 @@
+"""The engine's core: models, their segments and placements, with no I/O.
+
+``EngineRuntime`` runs in the engine process behind the pipe loop (``engine.main``) and, in unit
+tests and benchmarks, in-process. Each method is one transition or one inference and returns a
+plain dict that becomes a reply's ``result``; errors are raised as the exceptions in
+``engine.models.base`` or ``engine.placement`` and mapped to wire errors by the caller.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from engine import placement
+from engine.images import decode_image
+from engine.models import create_adapter
+from engine.models.base import BadInput, ModelAdapter, Unsupported
+from ipc.weights import WeightStore
+
+log = logging.getLogger("dsocr.engine")
+
+
+class NotLoaded(RuntimeError):
+    """An inference or offload for a model that is not resident in this engine."""
+
+
+@dataclass
+class LoadedModel:
+    """One model in this engine: its adapter and segment, and (when resident) module + placement."""
+
+    adapter: ModelAdapter
+    store: WeightStore
+    device: torch.device
+    module: torch.nn.Module | None = None
+    placement: placement.Placement | None = None
+    # weak references to the bound tensors, to prove an offload left nothing alive
+    bound: list[weakref.ref] = field(default_factory=list)
+
+    @property
+    def resident(self) -> bool:
+        return self.module is not None
+
+
+class EngineRuntime:
+    def __init__(self) -> None:
+        self.models: dict[str, LoadedModel] = {}
+        self.busy_since: float | None = None
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def load(self, model: str, segment: str, device: str, options: dict[str, Any]) -> dict[str, Any]:
+        """unloaded -> resident: weights from the adapter's files into a new segment, then bind."""
+        t0 = time.perf_counter()
+        adapter = create_adapter(model, options)
+        files = adapter.weight_files()
+        t_files = time.perf_counter()
+        created = WeightStore.from_safetensors(segment, files)
+        created.close()  # the engine maps segments read-only, like a restore would
+        t_store = time.perf_counter()
+        result = self._bind(model, adapter, segment, device)
+        result.update(
+            files=[str(f) for f in files],
+            prepare_s=t_files - t0,
+            store_s=t_store - t_files,
+            seconds=time.perf_counter() - t0,
+        )
+        return result
+
+    def restore(self, model: str, segment: str, device: str, options: dict[str, Any]) -> dict[str, Any]:
+        """cached -> resident: bind from the existing segment; the checkpoint is not read."""
+        t0 = time.perf_counter()
+        loaded = self.models.get(model)
+        if loaded is not None and loaded.resident:
+            return self._describe(model) | {"seconds": 0.0}
+        adapter = loaded.adapter if loaded else create_adapter(model, options)
+        result = self._bind(model, adapter, segment, device)
+        result["seconds"] = time.perf_counter() - t0
+        return result
+
+    def _bind(self, model: str, adapter: ModelAdapter, segment: str, device_spec: str) -> dict[str, Any]:
+        device = placement.resolve_device(device_spec)
+        loaded = self.models.get(model)
+        if loaded is None or loaded.store.name != segment:
+            loaded = LoadedModel(adapter, WeightStore.attach(segment), device)
+            self.models[model] = loaded
+        loaded.device = device
+        placed = placement.place(loaded.store, device)
+        placement.cast_floating(placed, adapter.dtype_for(device))
+        module = adapter.build_skeleton()
+        # strict: a tensor missing from the segment would stay on `meta` and fail later, obscurely
+        module.load_state_dict(placed.tensors, strict=True, assign=True)
+        module.requires_grad_(False)
+        adapter.after_bind(module, device)
+        leftover = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if leftover:
+            raise RuntimeError(f"{model}: tensors not bound from the segment: {leftover[:5]}")
+        loaded.module, loaded.placement = module, placed
+        loaded.bound = [weakref.ref(t) for t in module.parameters()]
+        return self._describe(model)
+
+    def offload(self, model: str) -> dict[str, Any]:
+        """resident -> cached: drop module and device memory; nothing is copied back."""
+        t0 = time.perf_counter()
+        loaded = self.models.get(model)
+        if loaded is None:
+            raise NotLoaded(f"model {model} is not loaded in this engine")
+        if loaded.placement is not None:
+            loaded.module = None
+            placement.drop(loaded.placement)
+            loaded.placement = None
+            gc.collect()
+        return self._describe(model) | {"seconds": time.perf_counter() - t0}
+
+    def alive_tensors(self, model: str) -> int:
+        """How many of the model's bound parameters are still referenced by anything."""
+        loaded = self.models.get(model)
+        return 0 if loaded is None else sum(ref() is not None for ref in loaded.bound)
+
+    # -- inference ------------------------------------------------------------------------
+
+    def infer(self, model: str, image: bytes, options: dict[str, Any]) -> dict[str, Any]:
+        loaded = self.models.get(model)
+        if loaded is None or not loaded.resident:
+            raise NotLoaded(f"model {model} is not resident in this engine")
+        prompt_type = options.get("prompt_type", "ocr")
+        if prompt_type not in loaded.adapter.prompt_types:
+            raise Unsupported(
+                f"model {model} does not answer prompt_type {prompt_type!r}; "
+                f"it answers {', '.join(loaded.adapter.prompt_types)}"
+            )
+        t0 = time.perf_counter()
+        array = decode_image(image)
+        t_decode = time.perf_counter()
+        self.busy_since = t0
+        try:
+            with torch.inference_mode():
+                result = loaded.adapter.infer(loaded.module, array, options, loaded.device)
+        finally:
+            self.busy_since = None
+        h, w = array.shape[:2]
+        result.setdefault("image_dims", {"w": w, "h": h})
+        result["timing"] = {"decode_s": t_decode - t0, "infer_s": time.perf_counter() - t_decode}
+        return result
+
+    # -- introspection --------------------------------------------------------------------
+
+    def _describe(self, model: str) -> dict[str, Any]:
+        loaded = self.models[model]
+        return {
+            "model": model,
+            "state": "resident" if loaded.resident else "cached",
+            "device": str(loaded.device),
+            "shared_memory_bytes": loaded.store.size,
+            "weights_bytes": loaded.store.data_bytes,
+            "device_bytes": loaded.placement.device_bytes if loaded.placement else 0,
+            "pinned": bool(loaded.placement and loaded.placement.pinned),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        devices = {m.device for m in self.models.values()}
+        memory = {str(d): placement.device_memory(d) for d in devices if d.type == "cuda"}
+        return {
+            "pid": os.getpid(),
+            "models": {name: self._describe(name) for name in self.models},
+            "device_memory": memory,
+            "busy_s": None if self.busy_since is None else time.perf_counter() - self.busy_since,
+        }
+
+    def close(self) -> None:
+        """Drop every model and unmap every segment (the segments themselves stay)."""
+        for name in list(self.models):
+            loaded = self.models.pop(name)
+            loaded.module = None
+            if loaded.placement is not None:
+                placement.drop(loaded.placement)
+            loaded.placement = None
+            gc.collect()
+            if loaded.device.type == "cuda":
+                placement.unpin(loaded.store)
+            try:
+                loaded.store.close()
+            except BufferError:
+                log.warning("segment %s still has views alive at close", loaded.store.name)
+
+
+__all__ = ["BadInput", "EngineRuntime", "NotLoaded", "Unsupported"]
