@@ -147,6 +147,7 @@ class EngineRuntime:
         h, w = array.shape[:2]
         result.setdefault("image_dims", {"w": w, "h": h})
         result["timing"] = {"decode_s": t_decode - t0, "infer_s": time.perf_counter() - t_decode}
+        result["device_memory"] = placement.device_memory(loaded.device)
         return result
 
     # -- introspection --------------------------------------------------------------------
@@ -161,6 +162,7 @@ class EngineRuntime:
             "weights_bytes": loaded.store.data_bytes,
             "device_bytes": loaded.placement.device_bytes if loaded.placement else 0,
             "pinned": bool(loaded.placement and loaded.placement.pinned),
+            "device_memory": placement.device_memory(loaded.device),
         }
 
     def stats(self) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def _main_module_hidden() -> Iterator[None]:
 
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
-        return "still running"
+        return "stopped"
     if exitcode < 0:
         try:
             return f"killed by {signal.Signals(-exitcode).name}"

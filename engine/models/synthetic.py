@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ class SyntheticAdapter(ModelAdapter):
     def infer(
         self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
+        # delay_s: a slow model on demand, to test what happens around a long inference
+        time.sleep(float(self.options.get("delay_s", 0)))
         checksum = float(sum(w[:1024].sum() for w in module.weights))
         h, w = image.shape[:2]
         text = f"synthetic {checksum:.3f}"

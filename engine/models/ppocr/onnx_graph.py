@@ -24,9 +24,10 @@ class OnnxLayer:
 
 
 class _Graph:
-    """Constants, producers and Identity aliases of one graph."""
+    """Nodes, constants, producers and Identity aliases of one graph."""
 
     def __init__(self, graph: onnx.GraphProto) -> None:
+        self.nodes = list(graph.node)
         self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         self.alias: dict[str, str] = {}
         self.producer: dict[str, onnx.NodeProto] = {}
@@ -65,7 +66,7 @@ def read_layers(path: Path) -> list[OnnxLayer]:
     layers: list[OnnxLayer] = []
     layer_of: dict[str, OnnxLayer] = {}  # output name -> the layer whose bias may follow it
     pending_eps: float | None = None  # a layer norm's eps is added before its weight is seen
-    for node in graph.producer.values() if False else _nodes(graph):
+    for node in graph.nodes:
         op = node.op_type
         if op in ("Conv", "ConvTranspose"):
             layer = OnnxLayer("conv", {"weight": graph.const(node.input[1])})
@@ -97,3 +98,10 @@ def read_layers(path: Path) -> list[OnnxLayer]:
         if layer.kind != "bn":
             layer_of[graph.resolve(node.output[0])] = layer
     return layers
+
+
+def read_characters(path: Path) -> list[str]:
+    """The recognition dictionary in the model's metadata (without CTC blank and space)."""
+    model = onnx.load(str(path), load_external_data=False)
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    return metadata["character"].splitlines()  # splitlines, as rapidocr reads it

@@ -1,0 +1,84 @@
+"""The ``ppocr`` adapter: PP-OCRv6-small, converted once from the ONNX files rapidocr ships."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base import ModelAdapter, Unsupported, WeightsUnavailable
+from .convert import convert
+from .model import PPOCRModule, build_meta
+from .pipeline import read_lines
+
+WEIGHTS_DIR = "ppocr-v6-small"
+WEIGHTS_FILE = "ppocr-v6-small.safetensors"
+DET_ONNX = "PP-OCRv6_det_small.onnx"
+REC_ONNX = "PP-OCRv6_rec_small.onnx"
+INSTALL_HINT = "pip install --no-deps rapidocr==3.10.0"
+
+
+def rapidocr_models_dir() -> Path:
+    """rapidocr's bundled models folder, found without importing rapidocr (its deps are absent)."""
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailable(f"the ppocr weights come from the rapidocr package: {INSTALL_HINT}")
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
+    missing = [name for name in (DET_ONNX, REC_ONNX) if not (models / name).is_file()]
+    if missing:
+        raise WeightsUnavailable(f"{', '.join(missing)} not in {models}: {INSTALL_HINT}")
+    return models
+
+
+class PPOCRAdapter(ModelAdapter):
+    name = "ppocr"
+    prompt_types = ("ocr", "free", "document")
+
+    def _cache_dir(self) -> Path:
+        root = self.options.get("cache_dir") or os.environ.get("DSOCR_CACHE_DIR") or "~/.cache/dsocr"
+        return Path(root).expanduser() / WEIGHTS_DIR
+
+    def weight_files(self) -> list[Path]:
+        path = self._cache_dir() / WEIGHTS_FILE
+        if not path.is_file():
+            models = rapidocr_models_dir()
+            convert(models / DET_ONNX, models / REC_ONNX, path)
+        return [path]
+
+    def build_skeleton(self) -> torch.nn.Module:
+        return build_meta()
+
+    def dtype_for(self, device: torch.device) -> torch.dtype | None:
+        return torch.float32  # fp16 and bf16 change what some lines read
+
+    def after_bind(self, module: torch.nn.Module, device: torch.device) -> None:
+        assert isinstance(module, PPOCRModule)
+        module.decode_charset()
+
+    def infer(
+        self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
+    ) -> dict[str, Any]:
+        prompt_type = options.get("prompt_type", "ocr")
+        if prompt_type not in self.prompt_types:
+            raise Unsupported(
+                f"ppocr only reads text ({', '.join(self.prompt_types)}); "
+                f"prompt type {prompt_type!r} needs deepseek-ocr-2"
+            )
+        with torch.inference_mode():
+            lines = read_lines(module, image, device)
+        text = "\n".join(line.text for line in lines)
+        return {
+            "text": text,
+            "raw_text": text,
+            "lines": [
+                {"text": line.text, "box": line.box.tolist(), "score": line.score} for line in lines
+            ],
+            "boxes": [
+                {"label": line.text, "box": [*line.box.min(axis=0).tolist(), *line.box.max(axis=0).tolist()]}
+                for line in lines
+            ],
+        }

@@ -1,0 +1,151 @@
+"""Convert rapidocr's PP-OCRv6-small ONNX files into one safetensors file for ``PPOCRModule``.
+
+The ONNX layers (``onnx_graph.read_layers``) pair with the torch modules in the order both run,
+checked by kind and shape: torch's order comes from forward pre-hooks on a dummy input.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from .model import PPOCRModule
+from .onnx_graph import OnnxLayer, read_layers, read_characters
+
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+_LEAVES = (*_CONVS, nn.BatchNorm2d, nn.Linear, nn.LayerNorm)
+# Paddle fuses the FPN levels from p5 down to p2, transformers from p2 up: these groups pair reversed.
+_REVERSED_GROUPS = ("model.neck.insert_conv.", "model.neck.input_conv.")
+
+
+def execution_order(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """The weighted leaf modules of ``model`` in the order a forward pass calls them."""
+    order: list[tuple[str, nn.Module]] = []
+    handles = [
+        module.register_forward_pre_hook(lambda mod, args, name=name: order.append((name, mod)))
+        for name, module in model.named_modules()
+        if isinstance(module, _LEAVES)
+    ]
+    with torch.no_grad():
+        model(example)
+    for handle in handles:
+        handle.remove()
+    return order
+
+
+def paddle_neck_order(order: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Reorder each neck group by descending level, keeping the order inside a level."""
+    order = list(order)
+    for group in _REVERSED_GROUPS:
+        slots = [i for i, (name, _) in enumerate(order) if name.startswith(group)]
+        members = sorted((order[i] for i in slots), key=lambda item: _level(item[0], group), reverse=True)
+        for slot, member in zip(slots, members):
+            order[slot] = member
+    return order
+
+
+def _level(name: str, group: str) -> int:
+    return int(name[len(group) :].split(".")[0])
+
+
+def _take(layers: list[OnnxLayer], kind: str, module_name: str) -> OnnxLayer:
+    if not layers or layers[0].kind != kind:
+        found = layers[0].kind if layers else "nothing"
+        raise ValueError(f"{module_name}: expected an ONNX {kind} layer, found {found}")
+    return layers.pop(0)
+
+
+def _put(state: dict[str, torch.Tensor], module: nn.Module, prefix: str, name: str, value: np.ndarray) -> None:
+    expected = getattr(module, name).shape
+    tensor = torch.from_numpy(np.array(value, dtype=np.float32))  # a writable copy
+    if tensor.shape != expected:
+        raise ValueError(f"{prefix}{name}: ONNX shape {tuple(tensor.shape)} != torch {tuple(expected)}")
+    state[prefix + name] = tensor
+
+
+def _check_eps(name: str, module: nn.Module, eps: float | None) -> None:
+    if eps is not None and np.float32(eps) != np.float32(module.eps):
+        raise ValueError(f"{name}: ONNX eps {eps} != torch eps {module.eps}")
+
+
+def _identity_norm(module: nn.BatchNorm2d, bias: np.ndarray) -> dict[str, np.ndarray]:
+    """A batch norm that only adds ``bias``: running_var + eps is exactly 1 in float32."""
+    ones = np.ones(module.num_features, dtype=np.float32)
+    var = np.float32(1) - np.float32(module.eps)
+    return {"weight": ones, "bias": bias, "running_mean": ones * 0, "running_var": ones * var}
+
+
+def pair(order: list[tuple[str, nn.Module]], layers: list[OnnxLayer]) -> dict[str, torch.Tensor]:
+    """The state dict (by module path) that gives the torch modules the ONNX layers' weights."""
+    layers = list(layers)
+    state: dict[str, torch.Tensor] = {}
+    index = 0
+    while index < len(order):
+        name, module = order[index]
+        prefix = name + "."
+        index += 1
+        if isinstance(module, _CONVS):
+            layer = _take(layers, "conv", name)
+            _put(state, module, prefix, "weight", layer.tensors["weight"])
+            bias = layer.tensors.get("bias")
+            norm_name, norm = order[index] if index < len(order) else (None, None)
+            if isinstance(norm, nn.BatchNorm2d):
+                index += 1
+                if layers and layers[0].kind == "bn":
+                    bn = _take(layers, "bn", norm_name)
+                    _check_eps(norm_name, norm, bn.eps)
+                    values = bn.tensors
+                else:
+                    values = _identity_norm(norm, bias if bias is not None else np.zeros(norm.num_features))
+                for key, value in values.items():
+                    _put(state, norm, norm_name + ".", key, value)
+                bias = np.zeros(module.out_channels) if module.bias is not None else None
+            if (bias is None) != (module.bias is None):
+                raise ValueError(f"{name}: ONNX and torch disagree on having a bias")
+            if bias is not None:
+                _put(state, module, prefix, "bias", bias)
+        elif isinstance(module, nn.Linear):
+            layer = _take(layers, "linear", name)
+            for key, value in layer.tensors.items():
+                _put(state, module, prefix, key, value)
+        elif isinstance(module, nn.LayerNorm):
+            layer = _take(layers, "norm", name)
+            _check_eps(name, module, layer.eps)
+            for key, value in layer.tensors.items():
+                _put(state, module, prefix, key, value)
+        else:
+            raise ValueError(f"{name}: a {type(module).__name__} with no convolution before it")
+    if layers:
+        raise ValueError(f"{len(layers)} ONNX layers left over after pairing")
+    return state
+
+
+def convert(det_onnx: Path, rec_onnx: Path, out: Path) -> None:
+    """Write the safetensors file for ``PPOCRModule`` at ``out`` (atomically)."""
+    module = PPOCRModule().eval()
+    det_order = paddle_neck_order(execution_order(module.det, torch.zeros(1, 3, 64, 64)))
+    rec_order = execution_order(module.rec, torch.zeros(1, 3, 48, 320))
+    state = {f"det.{k}": v for k, v in pair(det_order, read_layers(det_onnx)).items()}
+    state |= {f"rec.{k}": v for k, v in pair(rec_order, read_layers(rec_onnx)).items()}
+    characters = [chr(0), *read_characters(rec_onnx), " "]  # blank first, space appended: as rapidocr
+    state["charset"] = torch.tensor([ord(c) for c in characters], dtype=torch.int32)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
+        raise ValueError(f"conversion left keys out: {missing} {unexpected}")
+    tensors = {key: value.contiguous() for key, value in module.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any other
+        os.replace(tmp, out)  # readers see no file or the whole file, never half of one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

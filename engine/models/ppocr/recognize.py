@@ -1,0 +1,65 @@
+"""Text recognition around the model: line crops, batched input tensors, CTC decoding.
+
+The preprocessing is PaddleOCR's (as rapidocr ships it): height 48 keeping the aspect ratio, each
+batch padded (not stretched) to its widest crop and to at least 320 pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from .model import BLANK
+
+HEIGHT = 48
+MIN_WIDTH = 320
+BATCH = 6
+
+
+def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The quad ``box`` warped to an upright rectangle; tall crops are turned to read sideways."""
+    points = box.astype(np.float32)
+    width = int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3])))
+    height = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(points, target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+    if crop.shape[0] >= 1.5 * crop.shape[1]:
+        crop = np.rot90(crop)
+    return crop
+
+
+def _normalize(crop: np.ndarray, width: int) -> np.ndarray:
+    h, w = crop.shape[:2]
+    resized_w = min(width, math.ceil(HEIGHT * w / h))
+    resized = cv2.resize(crop, (resized_w, HEIGHT)).astype(np.float32)
+    padded = np.zeros((3, HEIGHT, width), dtype=np.float32)
+    padded[:, :, :resized_w] = (resized.transpose(2, 0, 1) / 255 - 0.5) / 0.5
+    return padded
+
+
+def rec_batches(crops: list[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(crop indices, N x 3 x 48 x W input) batches, crops of similar aspect ratio together."""
+    ratios = [crop.shape[1] / crop.shape[0] for crop in crops]
+    order = np.argsort(ratios, kind="stable").tolist()
+    for start in range(0, len(order), BATCH):
+        indices = order[start : start + BATCH]
+        max_ratio = max([MIN_WIDTH / HEIGHT] + [ratios[i] for i in indices])
+        width = int(HEIGHT * max_ratio)
+        yield indices, np.stack([_normalize(crops[i], width) for i in indices])
+
+
+def ctc_decode(probs: np.ndarray, characters: list[str]) -> tuple[str, float]:
+    """Greedy CTC over T x C class probabilities: text and mean probability of the kept steps."""
+    best = probs.argmax(axis=1)
+    keep = best != BLANK
+    keep[1:] &= best[1:] != best[:-1]  # a repeated class is one character unless a blank splits it
+    if not keep.any():
+        return "", 0.0
+    text = "".join(characters[i] for i in best[keep])
+    return text, float(probs.max(axis=1)[keep].mean())

@@ -1,0 +1,54 @@
+"""A small HTTP client for the CLI: talks to a running dsocr server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+class ServerUnavailable(RuntimeError):
+    """Nothing answers at the URL."""
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+async def _call(method: str, url: str, timeout: float, **kwargs: Any) -> dict[str, Any]:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.request(method, url, **kwargs) as resp:
+                raw = await resp.read()
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+        raise ServerUnavailable(f"no dsocr server answers at {url}: {exc or type(exc).__name__}") from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ServerError(resp.status, raw[:200].decode("utf-8", "replace")) from None
+    if resp.status >= 400:
+        raise ServerError(resp.status, body.get("error", "") if isinstance(body, dict) else str(body))
+    return body
+
+
+def get(url: str, timeout: float = 10.0) -> dict[str, Any]:
+    return asyncio.run(_call("GET", url, timeout))
+
+
+def post(url: str, timeout: float = 120.0) -> dict[str, Any]:
+    return asyncio.run(_call("POST", url, timeout))
+
+
+def ocr_file(url: str, path: Path, fields: dict[str, str], timeout: float = 600.0) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    for key, value in fields.items():
+        form.add_field(key, value)
+    form.add_field("file", path.read_bytes(), filename=path.name)
+    return asyncio.run(_call("POST", url, timeout, data=form))

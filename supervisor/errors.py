@@ -1,0 +1,44 @@
+"""Exceptions -> HTTP answers: one table, used by the error middleware."""
+
+from __future__ import annotations
+
+from supervisor.engine_handle import EngineDead, EngineFailure
+from supervisor.lifecycle import QueueFull, RequestTimeout
+
+
+class ClientError(Exception):
+    """A request we refuse before it reaches the engine (bad form, too large, unknown model)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# WireError types from the engine -> HTTP status
+_ENGINE_STATUS = {
+    "bad_input": 400,
+    "unsupported": 400,
+    "weights_unavailable": 503,
+    "out_of_memory": 507,
+    "not_loaded": 503,
+    "model_error": 500,
+    "protocol": 500,
+}
+
+RETRY_AFTER_S = 1
+
+
+def http_status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
+    """(status, message, extra headers) for a known exception; 500 for anything else."""
+    if isinstance(exc, ClientError):
+        return exc.status, exc.message, {}
+    if isinstance(exc, QueueFull):
+        return 503, f"server busy: {exc}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
+    if isinstance(exc, RequestTimeout):
+        return 504, str(exc), {}
+    if isinstance(exc, EngineDead):
+        return 502, f"the OCR engine stopped while serving this request ({exc}); it restarts on the next one", {}
+    if isinstance(exc, EngineFailure):
+        return _ENGINE_STATUS.get(exc.type, 500), exc.message, {}
+    return 500, "internal error", {}

@@ -1,0 +1,38 @@
+"""One-shot OCR without a server (``dsocr ocr FILE...``): one engine, one segment, both gone after."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ipc import protocol as p
+from ipc.weights import segment_name, unlink_segment
+from supervisor.engine_handle import EngineHandle
+
+
+async def _run(paths: list[Path], model: str, device: str, options: dict[str, Any],
+               log_level: str) -> list[tuple[Path, dict[str, Any] | Exception]]:  # fmt: skip
+    segment = segment_name(os.getpid(), model)
+    engine = EngineHandle(log_level=log_level)
+    results: list[tuple[Path, dict[str, Any] | Exception]] = []
+    try:
+        await engine.spawn()
+        await engine.request(p.Load(0, model, segment, device, {}))
+        for path in paths:
+            try:
+                data = path.read_bytes()
+                results.append((path, await engine.request(p.Infer(0, model, options, data))))
+            except Exception as exc:  # one bad file does not stop the others
+                results.append((path, exc))
+    finally:
+        await engine.shutdown()
+        unlink_segment(segment)
+    return results
+
+
+def run_local(paths: list[Path], model: str, device: str, options: dict[str, Any],
+              log_level: str = "WARNING") -> Iterator[tuple[Path, dict[str, Any] | Exception]]:  # fmt: skip
+    yield from asyncio.run(_run(paths, model, device, options, log_level))

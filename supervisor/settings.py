@@ -1,0 +1,47 @@
+"""Service settings: one dataclass, filled from CLI options whose defaults come from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+OFFLOAD_POLICIES = ("idle", "after-request", "never")
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8001
+    models: list[str] = field(default_factory=lambda: ["ppocr"])
+    # "auto" | "cpu" | "cuda" | "cuda:N"; auto picks the least used GPU through NVML, else the CPU
+    device: str = "auto"
+    idle_timeout: float = 60.0  # resident -> cached after this much idle time (0 = never)
+    engine_idle_timeout: float = 0.0  # cached -> engine stopped after this much more (0 = never)
+    offload_policy: str = "idle"
+    request_timeout: float = 300.0  # an inference running longer kills and respawns the engine
+    queue_size: int = 32  # requests waiting for the engine beyond the one it runs
+    max_upload_mb: float = 50.0
+    boot_timeout: float = 120.0
+    log_level: str = "INFO"
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.offload_policy not in OFFLOAD_POLICIES:
+            raise ValueError(f"offload policy must be one of {', '.join(OFFLOAD_POLICIES)}")
+        if not self.models:
+            raise ValueError("at least one model is needed")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
