@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .model import PPOCRModule
-from .onnx_graph import OnnxLayer, read_layers, read_characters
+from .onnx_graph import OnnxLayer, read_characters, read_layers
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _LEAVES = (*_CONVS, nn.BatchNorm2d, nn.Linear, nn.LayerNorm)
@@ -81,6 +81,36 @@ def _identity_norm(module: nn.BatchNorm2d, bias: np.ndarray) -> dict[str, np.nda
     return {"weight": ones, "bias": bias, "running_mean": ones * 0, "running_var": ones * var}
 
 
+def _pair_conv(
+    state: dict[str, torch.Tensor],
+    layers: list[OnnxLayer],
+    conv: tuple[str, nn.Module],
+    norm: tuple[str, nn.BatchNorm2d] | None,
+) -> None:
+    """A convolution, and the batch norm after it: real (an ONNX BatchNormalization) or folded."""
+    name, module = conv
+    layer = _take(layers, "conv", name)
+    _put(state, module, name + ".", "weight", layer.tensors["weight"])
+    bias = layer.tensors.get("bias")
+    if norm is not None:
+        norm_name, norm_module = norm
+        if layers and layers[0].kind == "bn":
+            bn = _take(layers, "bn", norm_name)
+            _check_eps(norm_name, norm_module, bn.eps)
+            values = bn.tensors
+        else:
+            folded = bias if bias is not None else np.zeros(norm_module.num_features)
+            values = _identity_norm(norm_module, folded)
+        for key, value in values.items():
+            _put(state, norm_module, norm_name + ".", key, value)
+        # The norm carries the bias; a conv with a bias of its own (ConvTranspose2d) adds zero.
+        bias = np.zeros(module.out_channels) if module.bias is not None else None
+    if (bias is None) != (module.bias is None):
+        raise ValueError(f"{name}: ONNX and torch disagree on having a bias")
+    if bias is not None:
+        _put(state, module, name + ".", "bias", bias)
+
+
 def pair(order: list[tuple[str, nn.Module]], layers: list[OnnxLayer]) -> dict[str, torch.Tensor]:
     """The state dict (by module path) that gives the torch modules the ONNX layers' weights."""
     layers = list(layers)
@@ -88,37 +118,17 @@ def pair(order: list[tuple[str, nn.Module]], layers: list[OnnxLayer]) -> dict[st
     index = 0
     while index < len(order):
         name, module = order[index]
-        prefix = name + "."
         index += 1
         if isinstance(module, _CONVS):
-            layer = _take(layers, "conv", name)
-            _put(state, module, prefix, "weight", layer.tensors["weight"])
-            bias = layer.tensors.get("bias")
-            norm_name, norm = order[index] if index < len(order) else (None, None)
-            if isinstance(norm, nn.BatchNorm2d):
-                index += 1
-                if layers and layers[0].kind == "bn":
-                    bn = _take(layers, "bn", norm_name)
-                    _check_eps(norm_name, norm, bn.eps)
-                    values = bn.tensors
-                else:
-                    values = _identity_norm(norm, bias if bias is not None else np.zeros(norm.num_features))
-                for key, value in values.items():
-                    _put(state, norm, norm_name + ".", key, value)
-                bias = np.zeros(module.out_channels) if module.bias is not None else None
-            if (bias is None) != (module.bias is None):
-                raise ValueError(f"{name}: ONNX and torch disagree on having a bias")
-            if bias is not None:
-                _put(state, module, prefix, "bias", bias)
-        elif isinstance(module, nn.Linear):
-            layer = _take(layers, "linear", name)
-            for key, value in layer.tensors.items():
-                _put(state, module, prefix, key, value)
-        elif isinstance(module, nn.LayerNorm):
-            layer = _take(layers, "norm", name)
+            follows = order[index] if index < len(order) else None
+            norm = follows if follows is not None and isinstance(follows[1], nn.BatchNorm2d) else None
+            index += norm is not None
+            _pair_conv(state, layers, (name, module), norm)
+        elif isinstance(module, (nn.Linear, nn.LayerNorm)):
+            layer = _take(layers, "linear" if isinstance(module, nn.Linear) else "norm", name)
             _check_eps(name, module, layer.eps)
             for key, value in layer.tensors.items():
-                _put(state, module, prefix, key, value)
+                _put(state, module, name + ".", key, value)
         else:
             raise ValueError(f"{name}: a {type(module).__name__} with no convolution before it")
     if layers:

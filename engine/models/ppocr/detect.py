@@ -49,12 +49,14 @@ def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
 
 
 def _unclip(rect: tuple) -> tuple:
+    """The rectangle grown on each side by the DB unclip distance (see the module docstring)."""
     center, (rw, rh), angle = rect
     distance = rw * rh * UNCLIP_RATIO / (2 * (rw + rh))  # area * ratio / perimeter
     return center, (rw + 2 * distance, rh + 2 * distance), angle
 
 
 def _clockwise(box: np.ndarray) -> np.ndarray:
+    """Corners reordered top-left, top-right, bottom-right, bottom-left after scaling and rounding."""
     by_x = box[np.argsort(box[:, 0], kind="stable")]
     (tl, bl), (tr, br) = (pair[np.argsort(pair[:, 1], kind="stable")] for pair in (by_x[:2], by_x[2:]))
     return np.array([tl, tr, br, bl], dtype=np.float32)

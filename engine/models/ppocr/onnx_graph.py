@@ -61,42 +61,46 @@ class _Graph:
         return node.op_type if node is not None else None
 
 
+def _weighted_layer(
+    graph: _Graph, node: onnx.NodeProto, const: np.ndarray | None, other: str | None, eps: float | None
+) -> OnnxLayer | None:
+    """The layer whose weight ``node`` applies, if it applies one."""
+    op = node.op_type
+    if op in ("Conv", "ConvTranspose"):
+        tensors = {"weight": graph.const(node.input[1])}
+        if len(node.input) > 2:
+            tensors["bias"] = graph.const(node.input[2])
+        return OnnxLayer("conv", tensors)
+    if op == "BatchNormalization":
+        names = ("weight", "bias", "running_mean", "running_var")
+        eps = next(a.f for a in node.attribute if a.name == "epsilon")
+        return OnnxLayer("bn", {k: graph.const(v) for k, v in zip(names, node.input[1:])}, eps)
+    if op == "MatMul" and (weight := graph.const(node.input[1])) is not None:
+        return OnnxLayer("linear", {"weight": weight.T})
+    # A layer norm's weight: a per-channel Mul right after its normalising Div.
+    if op == "Mul" and const is not None and const.ndim == 1 and const.size > 1 and graph.op_of(other) == "Div":
+        return OnnxLayer("norm", {"weight": const}, eps)
+    return None
+
+
 def read_layers(path: Path) -> list[OnnxLayer]:
     graph = _Graph(onnx.load(str(path)).graph)
     layers: list[OnnxLayer] = []
-    layer_of: dict[str, OnnxLayer] = {}  # output name -> the layer whose bias may follow it
-    pending_eps: float | None = None  # a layer norm's eps is added before its weight is seen
+    biased: dict[str, OnnxLayer] = {}  # output name -> the layer that an Add of a constant biases
+    eps: float | None = None  # a layer norm adds its eps (after a ReduceMean) before its weight
     for node in graph.nodes:
-        op = node.op_type
-        if op in ("Conv", "ConvTranspose"):
-            layer = OnnxLayer("conv", {"weight": graph.const(node.input[1])})
-            if len(node.input) > 2:
-                layer.tensors["bias"] = graph.const(node.input[2])
-        elif op == "BatchNormalization":
-            names = ("weight", "bias", "running_mean", "running_var")
-            layer = OnnxLayer("bn", {k: graph.const(v) for k, v in zip(names, node.input[1:])})
-            layer.eps = next(a.f for a in node.attribute if a.name == "epsilon")
-        elif op == "MatMul" and graph.const(node.input[1]) is not None:
-            layer = OnnxLayer("linear", {"weight": graph.const(node.input[1]).T})
-        elif op in ("Mul", "Add"):
-            const, other = graph.split(node)
-            if const is None:
-                continue
-            if op == "Mul" and const.ndim == 1 and const.size > 1 and graph.op_of(other) == "Div":
-                layer = OnnxLayer("norm", {"weight": const}, eps=pending_eps)
-            elif op == "Add" and other in layer_of:
-                layer_of.pop(other).tensors["bias"] = const.reshape(-1)
-                continue
-            elif op == "Add" and const.size == 1 and graph.op_of(other) == "ReduceMean":
-                pending_eps = float(const.reshape(()))
-                continue
-            else:
-                continue
-        else:
+        const, other = graph.split(node) if node.op_type in ("Add", "Mul") else (None, None)
+        if node.op_type == "Add" and const is not None:
+            if other in biased:
+                biased.pop(other).tensors["bias"] = const.reshape(-1)
+            elif const.size == 1 and graph.op_of(other) == "ReduceMean":
+                eps = float(const.reshape(()))
             continue
-        layers.append(layer)
-        if layer.kind != "bn":
-            layer_of[graph.resolve(node.output[0])] = layer
+        layer = _weighted_layer(graph, node, const, other, eps)
+        if layer is not None:
+            layers.append(layer)
+            if layer.kind != "bn":
+                biased[graph.resolve(node.output[0])] = layer
     return layers
 
 

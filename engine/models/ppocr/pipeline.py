@@ -43,13 +43,13 @@ def read_lines(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device)
     """The text lines of an H x W x 3 uint8 RGB image, in reading order. Call in inference mode."""
     image = np.ascontiguousarray(image_rgb[..., ::-1])  # PaddleOCR's models read BGR
     pixels = torch.from_numpy(det_input(image)).to(device)
-    prob = module.det(pixels).last_hidden_state[0, 0].float().cpu().numpy()
+    prob = module.det(pixels).last_hidden_state[0, 0].cpu().numpy()
     found = boxes_from_prob(prob, *image.shape[:2])
     boxes = [found[i][0] for i in reading_order([box for box, _ in found])]
     crops = [crop_line(image, box) for box in boxes]
     results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
     for indices, batch in rec_batches(crops):
-        probs = module.rec(torch.from_numpy(batch).to(device)).last_hidden_state.float().cpu().numpy()
+        probs = module.rec(torch.from_numpy(batch).to(device)).last_hidden_state.cpu().numpy()
         for index, line_probs in zip(indices, probs):
             results[index] = ctc_decode(line_probs, module.characters)
     return [

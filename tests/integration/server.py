@@ -1,0 +1,170 @@
+"""A real ``dsocr serve`` process on 127.0.0.1 for tests: started, waited for, always cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+from PIL import Image, ImageDraw, ImageFont
+
+from ipc.weights import PREFIX, list_segments, unlink_segment
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+LINES = ["Invoice 2041 total 385.20", "Shipped to Berlin"]
+
+
+def render_text(lines: list[str] = LINES, size: int = 32) -> bytes:
+    """A PNG of ``lines`` in black on white, as a scanner would give it."""
+    font = ImageFont.truetype(FONT, size)
+    width = max(int(font.getlength(line)) for line in lines) + 80
+    img = Image.new("RGB", (width, 40 + len(lines) * (size + 24)), "white")
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((40, 20 + i * (size + 24)), line, font=font, fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def segments_of(pid: int) -> list[str]:
+    return [name for name in list_segments() if name.startswith(f"{PREFIX}{pid}_")]
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        raw = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in raw.split()]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class Server:
+    """``dsocr serve`` in a subprocess with the given options."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "supervisor.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(self.port), "--device", "cpu", *args]  # fmt: skip
+        # a file, not a pipe: a full pipe would block a chatty server mid-test
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )  # fmt: skip
+        self._engines: set[int] = set()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return True
+            return False
+
+        if not wait_until(up, timeout):
+            raise RuntimeError(f"server not up in {timeout}s")
+
+    def engine_pids(self) -> list[int]:
+        pids = child_pids(self.pid)
+        self._engines.update(pids)
+        return pids
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-8000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        self.engine_pids()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def cleanup(self) -> list[str]:
+        """Kill whatever is left and remove leftover segments; returns the names of those."""
+        self.stop(signal.SIGKILL, timeout=5)
+        for pid in self._engines:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        leftovers = segments_of(self.pid)
+        for name in leftovers:
+            unlink_segment(name)
+        self.log.close()
+        return leftovers
+
+
+@contextlib.contextmanager
+def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(*args, env=env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def post_ocr(session: aiohttp.ClientSession, url: str, data: bytes, **fields: str) -> tuple[int, dict]:
+    form = aiohttp.FormData()
+    for key, value in fields.items():
+        form.add_field(key, value)
+    form.add_field("file", data, filename="page.png", content_type="image/png")
+    async with session.post(f"{url}/ocr", data=form) as resp:
+        return resp.status, await resp.json()
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> dict:
+    async with session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def post_json(session: aiohttp.ClientSession, url: str) -> dict:
+    async with session.post(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
