@@ -104,6 +104,8 @@ class EngineLoop:
                 result = rt.load(msg.model, msg.segment, msg.device, msg.options)
             elif isinstance(msg, p.Restore):
                 result = rt.restore(msg.model, msg.segment, msg.device, msg.options)
+            elif isinstance(msg, p.Prepare):
+                result = rt.prepare(msg.model, msg.segment, msg.options)
             elif isinstance(msg, p.Offload):
                 result = rt.offload(msg.model)
             elif isinstance(msg, p.Infer):

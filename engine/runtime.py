@@ -73,6 +73,16 @@ class EngineRuntime:
         )
         return result
 
+    def prepare(self, model: str, segment: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Import the model's code and map its segment, touching no device (standby engines)."""
+        t0 = time.perf_counter()
+        if model not in self.models:
+            adapter = create_adapter(model, options)
+            adapter.build_skeleton()  # on meta: pulls in the lazily imported modeling code now
+            store = WeightStore.attach(segment)
+            self.models[model] = LoadedModel(adapter, store, torch.device("cpu"))
+        return {"model": model, "seconds": time.perf_counter() - t0}
+
     def restore(self, model: str, segment: str, device: str, options: dict[str, Any]) -> dict[str, Any]:
         """cached -> resident: bind from the existing segment; the checkpoint is not read."""
         t0 = time.perf_counter()

@@ -39,6 +39,7 @@ class Kind(str, enum.Enum):
     OFFLOAD = "offload"
     INFER = "infer"
     STATS = "stats"
+    PREPARE = "prepare"
     SHUTDOWN = "shutdown"
     REPLY = "reply"
 
@@ -98,6 +99,20 @@ class Infer(Message):
 
 
 @dataclass
+class Prepare(Message):
+    """Get ready to serve ``model`` without touching a device: import its code, map its segment.
+
+    A standby engine answers this ahead of need, so that a later restore pays neither the
+    interpreter start nor the imports, and holds no GPU memory meanwhile.
+    """
+
+    model: str
+    segment: str
+    options: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[Kind] = Kind.PREPARE
+
+
+@dataclass
 class Stats(Message):
     """State and memory of the engine; answered even while an inference runs."""
 
@@ -150,7 +165,7 @@ class Reply(Message):
 
 
 _BY_KIND: dict[Kind, type[Message]] = {
-    cls.kind: cls for cls in (Load, Restore, Offload, Infer, Stats, Shutdown, Reply)
+    cls.kind: cls for cls in (Load, Restore, Offload, Infer, Prepare, Stats, Shutdown, Reply)
 }
 
 

@@ -85,6 +85,8 @@ class ModelLifecycle:
         self.transitions: Counter[str] = Counter()
         self.transition_seconds: Counter[str] = Counter()
         self._watcher: asyncio.Task[None] | None = None
+        # an engine spawned ahead of need after a stop: torch imported, segment mapped, no CUDA
+        self._standby: asyncio.Task[EngineHandle] | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -122,8 +124,49 @@ class ModelLifecycle:
             await self.engine.kill()  # reap the dead one
             self.engine = None
         if self.engine is None:
+            self.engine = await self._take_standby()
+        if self.engine is None:
             self.engine = await self._spawn_engine()
         return self.engine
+
+    def _start_standby(self) -> None:
+        """Spawn a standby engine for the cached weights (``--standby``), in the background."""
+        if self.settings.standby and self._standby is None and self._segment_exists():
+            self._standby = asyncio.create_task(self._spawn_standby(), name=f"standby-{self.model}")
+
+    async def _spawn_standby(self) -> EngineHandle:
+        t0 = time.perf_counter()
+        handle = await self._spawn_engine()
+        try:
+            await handle.request(p.Prepare(0, self.model, self.segment, self.options),
+                                 timeout=self.settings.boot_timeout)  # fmt: skip
+        except BaseException:
+            await handle.kill()
+            raise
+        log.info("%s standby engine %d ready in %.3fs", self.model, handle.pid, time.perf_counter() - t0)
+        return handle
+
+    async def _take_standby(self) -> EngineHandle | None:
+        task, self._standby = self._standby, None
+        if task is None:
+            return None
+        try:
+            handle = await task
+        except Exception as exc:  # a failed standby only costs the time of a normal spawn
+            log.warning("%s: standby engine failed (%s); spawning a new one", self.model, exc)
+            return None
+        return handle if handle.alive else None
+
+    async def _drop_standby(self) -> None:
+        task, self._standby = self._standby, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            handle = await task
+        except BaseException:
+            return
+        await handle.kill()
 
     async def _kill_engine(self) -> None:
         if self.engine is not None:
@@ -211,12 +254,14 @@ class ModelLifecycle:
                           self.model, self.settings.request_timeout, engine.pid)  # fmt: skip
                 await self._kill_engine()
                 self._set(State.CACHED)
+                self._start_standby()
                 raise RequestTimeout(
                     f"inference took longer than {self.settings.request_timeout:g}s; the engine was restarted"
                 ) from None
             except EngineDead:
                 await self._kill_engine()
                 self._set(State.CACHED)
+                self._start_standby()
                 raise
             self._note_memory(result)
             result.setdefault("timing", {})["engine_s"] = time.perf_counter() - t0
@@ -260,6 +305,7 @@ class ModelLifecycle:
             if self.state is State.RESIDENT:
                 self._set(State.CACHED)
             self._done("stop", t0, f"({reason})")
+            self._start_standby()
             return True
 
     async def release(self, reason: str = "requested") -> None:
@@ -268,6 +314,7 @@ class ModelLifecycle:
             t0 = time.perf_counter()
             self.state = State.RELEASING  # from any state: release is the way out of everything
             try:
+                await self._drop_standby()
                 await self._kill_engine()
                 unlink_segment(self.segment)
             finally:
@@ -339,6 +386,13 @@ class ModelLifecycle:
         except (EngineDead, EngineFailure, asyncio.TimeoutError):
             pass
         return self.device_memory
+
+    @property
+    def standby_pid(self) -> int | None:
+        task = self._standby
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result().pid
 
     @property
     def queue_depth(self) -> int:

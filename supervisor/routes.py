@@ -66,6 +66,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         "state": lc.state.value,
         **_lifecycle_fields(service, lc, memory),
         "engine_pid": lc.engine.pid if lc.engine_alive else None,
+        "standby_pid": lc.standby_pid,
         "engine_gpu_memory_bytes": await asyncio.to_thread(process_gpu_bytes, lc.engine.pid if lc.engine else None)
         if service.backend == "cuda"
         else 0,

@@ -33,6 +33,7 @@ class Settings:
     queue_size: int = 32  # requests waiting for the engine beyond the one it runs
     max_upload_mb: float = 50.0
     boot_timeout: float = 120.0
+    standby: bool = True  # keep a prepared engine (no GPU memory) ready after an engine stop
     log_level: str = "INFO"
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 

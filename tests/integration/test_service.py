@@ -248,3 +248,26 @@ def test_orphan_segment_of_dead_pid_is_removed_at_start() -> None:
             assert server.proc.poll() is None
     finally:
         unlink_segment(name)
+
+
+async def test_stop_keeps_weights_and_a_standby_engine_serves_the_next_request() -> None:
+    with running_server() as server:
+        async with aiohttp.ClientSession() as s:
+            assert (await post_ocr(s, server.url, PAGE))[0] == 200
+            first = (await status(s, server.url))["engine_pid"]
+            stop = await post_json(s, f"{server.url}/gpu/stop")
+            assert stop["models"] == ["ppocr"]
+            assert wait_until(lambda: not pid_alive(first), 5)
+            deadline = time.monotonic() + 60
+            st = await status(s, server.url)
+            while st["standby_pid"] is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                st = await status(s, server.url)
+            assert st["state"] == "cached" and st["engine_pid"] is None and st["standby_pid"] not in (None, first)
+            code, body = await post_ocr(s, server.url, PAGE)
+            assert code == 200 and body["text"] == EXPECTED
+            after = await status(s, server.url)
+            assert after["engine_pid"] == st["standby_pid"] and after["standby_pid"] is None
+        async with aiohttp.ClientSession() as s:
+            await post_json(s, f"{server.url}/gpu/release")
+        assert segments_of(server.pid) == []

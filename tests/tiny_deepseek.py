@@ -1,0 +1,109 @@
+"""A tiny random DeepSeek-OCR-2 checkpoint for tests: built in memory, saved like the real one.
+
+The real model reads a 1024 px global view and 768 px tiles; the vision tower always returns its
+144 (<= 144 patches) or 256 learned queries per view, so the tiny one keeps those counts: SAM patch
+4 and the processor at 256 px (64 x 64 patches -> 16 x 16 after the x4 downsampling = 256 tokens)
+with 192 px tiles (144 tokens). Every width is small (SAM 32, encoder 64, text 64 with 2 layers,
+one dense and one MoE with 8 experts), so an image costs well under a second on a CPU.
+
+The tokenizer is a ``tokenizers`` WordLevel model wrapped in ``PreTrainedTokenizerFast``: the
+prompts' words, the grounding tokens, ``[ ] ,`` and the numbers 0-999 (so recorded grounding output
+can be tokenized), and ``<image>``. No download anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    DeepseekOcr2Config,
+    DeepseekOcr2ForConditionalGeneration,
+    DeepseekOcr2ImageProcessorPil,
+    DeepseekOcr2Processor,
+    GenerationConfig,
+    PreTrainedTokenizerFast,
+)
+
+BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
+SPECIAL = [BOS, EOS, PAD, "<image>"]
+# added but not "special": decoding keeps them, as the real tokenizer does for grounding output
+GROUNDING = ["<|grounding|>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>"]
+WORDS = (
+    "Convert the document to markdown. OCR this image. Free OCR. Parse figure. Describe in detail. "
+    "Locate Invoice total Berlin Shipped title text table # R & D"
+).split()
+GLOBAL_SIZE, TILE_SIZE, SAM_PATCH = 256, 192, 4
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab: dict[str, int] = {}
+    for token in ["[UNK]", *SPECIAL, *GROUNDING, "\n", "[", "]", ",", *WORDS, *map(str, range(1000))]:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[^\S\n]+"), behavior="removed"),
+        pre_tokenizers.Split(Regex(r"[\n\[\],]"), behavior="isolated"),
+    ])  # fmt: skip
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token="[UNK]",
+        extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+    fast.add_tokens(GROUNDING)
+    return fast
+
+
+def tiny_config(vocab_size: int, image_token_id: int, bos: int, eos: int, pad: int) -> DeepseekOcr2Config:
+    sam = {
+        "hidden_size": 32, "output_channels": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "image_size": GLOBAL_SIZE, "patch_size": SAM_PATCH, "window_size": 8, "global_attn_indexes": [1],
+        "downsample_channels": [32, 64],
+    }  # fmt: skip
+    encoder = {
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "max_position_embeddings": 512, "vocab_size": vocab_size,
+    }  # fmt: skip
+    text = {
+        "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096,
+        "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+        "mlp_layer_types": ["dense", "sparse"], "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
+    }  # fmt: skip
+    return DeepseekOcr2Config(
+        vision_config={"sam_config": sam, "encoder_config": encoder},
+        text_config=text,
+        image_token_id=image_token_id,
+    )
+
+
+def build_tiny(folder: Path, seed: int = 0, native: bool = True) -> Path:
+    """Save a tiny random model + processor in ``folder``; ``native=False`` writes the original
+    (pre-transformers) tensor names, as ``save_pretrained`` does by default."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    config = tiny_config(len(tokenizer), ids("<image>"), ids(BOS), ids(EOS), ids(PAD))
+    torch.manual_seed(seed)
+    model = DeepseekOcr2ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # the default init leaves SAM's position tables at zero: give them values
+        for name, param in model.named_parameters():
+            if "rel_pos" in name or "pos_embed" in name or "view_separator" in name:
+                param.normal_(0, 0.02)
+    model.generation_config = GenerationConfig(bos_token_id=ids(BOS), eos_token_id=ids(EOS), pad_token_id=ids(PAD))
+    model.save_pretrained(folder, save_original_format=not native)
+    image_processor = DeepseekOcr2ImageProcessorPil(
+        size={"height": GLOBAL_SIZE, "width": GLOBAL_SIZE}, tile_size=TILE_SIZE
+    )
+    processor = DeepseekOcr2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=SAM_PATCH, downsample_ratio=4
+    )
+    processor.save_pretrained(folder)
+    return folder
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build_tiny(Path(sys.argv[1])))
