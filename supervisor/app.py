@@ -19,6 +19,8 @@ from ipc.weights import remove_orphans
 from supervisor import gpus
 from supervisor.errors import http_status
 from supervisor.lifecycle import ModelLifecycle
+from supervisor.metrics import ServiceMetrics, timing_middleware
+from supervisor.security import auth_middleware, headers_middleware
 from supervisor.settings import Settings
 
 log = logging.getLogger("dsocr.supervisor")
@@ -32,6 +34,7 @@ class Service:
         self.started = time.monotonic()
         self.device, self.gpu = gpus.resolve_device(settings.device)
         self.lifecycles = {m: ModelLifecycle(m, settings, self.device) for m in settings.models}
+        self.metrics = ServiceMetrics(lambda: self.lifecycles)
 
     @property
     def default_model(self) -> str:
@@ -99,7 +102,18 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 def make_app(settings: Settings) -> web.Application:
     from supervisor import routes
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes + 2**20)
+    def metrics() -> ServiceMetrics | None:
+        service = app.get(SERVICE)
+        return service.metrics if service else None
+
+    # outermost first: timing sees the final status, headers go on errors too, auth errors are JSON
+    middlewares = [
+        timing_middleware(metrics),
+        headers_middleware(settings.cors_origins),
+        error_middleware,
+        auth_middleware(settings.api_key),
+    ]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_bytes + 2**20)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_service_ctx)
     routes.add_routes(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,14 @@ class ServerError(RuntimeError):
         self.status = status
 
 
+def _headers() -> dict[str, str]:
+    key = os.environ.get("DSOCR_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 async def _call(method: str, url: str, timeout: float, **kwargs: Any) -> dict[str, Any]:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), headers=_headers()) as session:
             async with session.request(method, url, **kwargs) as resp:
                 raw = await resp.read()
     except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:

@@ -13,6 +13,7 @@ from supervisor.app import SERVICE, Service, json_response
 from supervisor.errors import ClientError
 from supervisor.gpus import process_gpu_bytes
 from supervisor.lifecycle import ModelLifecycle
+from supervisor.uploads import inspect_image
 
 WEB_DIR = Path(__file__).parent / "web"
 _GIB = 2**30
@@ -155,6 +156,7 @@ async def ocr(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     data, filename, fields = await _read_form(request, service.settings.max_upload_bytes)
     lc = _lifecycle(service, fields.get("model"))
+    inspect_image(data)
     options = {k: fields[k] for k in _OPTION_FIELDS if k in fields}
     options.setdefault("prompt_type", "ocr")
     result = await lc.infer(data, options)
@@ -186,8 +188,13 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[SERVICE].metrics.render()
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/gpu/status", gpu_status)
     app.router.add_post("/gpu/offload", gpu_offload)

@@ -35,6 +35,8 @@ class Settings:
     boot_timeout: float = 120.0
     standby: bool = True  # keep a prepared engine (no GPU memory) ready after an engine stop
     log_level: str = "INFO"
+    api_key: str | None = None  # when set, every route but /health and the page needs it
+    cors_origins: list[str] = field(default_factory=list)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from engine.models.base import ModelAdapter, UnknownModel
 
 ADAPTERS = {
+    "deepseek-ocr-2": "engine.models.deepseek_ocr2:DeepseekOcr2Adapter",
     "ppocr": "engine.models.ppocr:PPOCRAdapter",
     "synthetic": "engine.models.synthetic:SyntheticAdapter",
 }

@@ -72,6 +72,10 @@ class SyntheticAdapter(ModelAdapter):
     def build_skeleton(self) -> torch.nn.Module:
         return SyntheticModule(self._sizes()).eval()
 
+    def after_bind(self, module: torch.nn.Module, device: torch.device) -> None:
+        # bind_delay_s: a slow load and restore on demand, to kill an engine in the middle of one
+        time.sleep(float(self.options.get("bind_delay_s", 0)))
+
     def infer(
         self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:

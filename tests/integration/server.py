@@ -78,10 +78,10 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1) -> bool:
 class Server:
     """``dsocr serve`` in a subprocess with the given options."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "supervisor.cli", "serve", "--host", "127.0.0.1",
+        cmd = [*prefix, sys.executable, "-m", "supervisor.cli", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--device", "cpu", *args]  # fmt: skip
         # a file, not a pipe: a full pipe would block a chatty server mid-test
         self.log = tempfile.TemporaryFile()
@@ -140,8 +140,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    server = Server(*args, env=env)
+def running_server(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> Iterator[Server]:
+    """A ready server; ``prefix`` runs it under another command (e.g. ``unshare``)."""
+    server = Server(*args, env=env, prefix=prefix)
     try:
         server.wait_ready()
         yield server
