@@ -65,6 +65,8 @@ def main() -> None:
               help="An inference running longer is failed and its engine restarted.")
 @click.option("--queue-size", type=int, default=32, show_default=True, help="Requests that may wait.")
 @click.option("--max-upload-mb", type=float, default=50.0, show_default=True)
+@click.option("--pdf-dpi", type=int, default=144, show_default=True, help="Resolution PDF pages are rendered at.")
+@click.option("--max-pdf-pages", type=int, default=50, show_default=True)
 @click.option("--api-key", default=lambda: os.environ.get("DSOCR_API_KEY") or None, show_default="$DSOCR_API_KEY",
               help="Require 'Authorization: Bearer KEY' on every route but /health and the page.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Origin allowed to call the API from a browser.")
@@ -75,7 +77,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, api_key: str | None, cors_origins: tuple[str, ...], standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from aiohttp import web
 
@@ -87,7 +89,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         engine_idle_timeout=engine_idle_timeout, offload_policy=offload_policy,
         request_timeout=request_timeout, queue_size=queue_size, max_upload_mb=max_upload_mb,
         log_level=log_level.upper(), model_options=_parse_model_options(model_options), standby=standby,
-        api_key=api_key, cors_origins=list(cors_origins),
+        api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
     )  # fmt: skip
     logging.getLogger("dsocr.supervisor").info("listening on http://%s:%d", host, port)
     try:

@@ -11,6 +11,8 @@ from typing import Any
 from ipc import protocol as p
 from ipc.weights import segment_name, unlink_segment
 from supervisor.engine_handle import EngineHandle
+from supervisor.pdf import is_pdf, render_pdf
+from supervisor.results import pdf_body, result_body
 
 
 async def _run(paths: list[Path], model: str, device: str, options: dict[str, Any],
@@ -24,7 +26,12 @@ async def _run(paths: list[Path], model: str, device: str, options: dict[str, An
         for path in paths:
             try:
                 data = path.read_bytes()
-                results.append((path, await engine.request(p.Infer(0, model, options, data))))
+                if is_pdf(data):
+                    pages = render_pdf(data)
+                    replies = [await engine.request(p.Infer(0, model, options, page.ppm)) for page in pages]
+                    results.append((path, pdf_body(replies, [page.number for page in pages])))
+                else:
+                    results.append((path, result_body(await engine.request(p.Infer(0, model, options, data)))))
             except Exception as exc:  # one bad file does not stop the others
                 results.append((path, exc))
     finally:

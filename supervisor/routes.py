@@ -13,6 +13,8 @@ from supervisor.app import SERVICE, Service, json_response
 from supervisor.errors import ClientError
 from supervisor.gpus import process_gpu_bytes
 from supervisor.lifecycle import ModelLifecycle
+from supervisor.pdf import is_pdf, render_pdf
+from supervisor.results import pdf_body, result_body
 from supervisor.uploads import inspect_image
 
 WEB_DIR = Path(__file__).parent / "web"
@@ -154,31 +156,33 @@ async def _read_limited(part: Any, limit: int) -> bytes:
 
 async def ocr(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    data, filename, fields = await _read_form(request, service.settings.max_upload_bytes)
+    settings = service.settings
+    data, filename, fields = await _read_form(request, settings.max_upload_bytes)
     lc = _lifecycle(service, fields.get("model"))
-    inspect_image(data)
     options = {k: fields[k] for k in _OPTION_FIELDS if k in fields}
     options.setdefault("prompt_type", "ocr")
-    result = await lc.infer(data, options)
-    return json_response(
-        {
-            "success": True,
-            "text": result.get("text", ""),
-            "raw_text": result.get("raw_text", result.get("text", "")),
-            "boxes": result.get("boxes", []),
-            "lines": result.get("lines", []),
-            "image_dims": result.get("image_dims"),
-            "prompt_type": options["prompt_type"],
-            "metadata": {
-                "model": lc.model,
-                "device": service.device,
-                "filename": filename,
-                "size_bytes": len(data),
-                "request_id": request["request_id"],
-                "timing": result.get("timing", {}),
-            },
-        }
+    if is_pdf(data):
+        pages = await asyncio.to_thread(render_pdf, data, settings.pdf_dpi, settings.max_pdf_pages)
+        results = []
+        for page in pages:  # in order; each page takes its turn in the model's queue
+            results.append(await lc.infer(page.ppm, options))
+        body = pdf_body(results, [p.number for p in pages])
+    else:
+        inspect_image(data)
+        body = result_body(await lc.infer(data, options))
+    body.update(
+        success=True,
+        prompt_type=options["prompt_type"],
+        metadata={
+            "model": lc.model,
+            "device": service.device,
+            "filename": filename,
+            "size_bytes": len(data),
+            "request_id": request["request_id"],
+            "timing": body.pop("timing"),
+        },
     )
+    return json_response(body)
 
 
 async def index(request: web.Request) -> web.StreamResponse:

@@ -32,6 +32,8 @@ class Settings:
     request_timeout: float = 300.0  # an inference running longer kills and respawns the engine
     queue_size: int = 32  # requests waiting for the engine beyond the one it runs
     max_upload_mb: float = 50.0
+    pdf_dpi: int = 144
+    max_pdf_pages: int = 50
     boot_timeout: float = 120.0
     standby: bool = True  # keep a prepared engine (no GPU memory) ready after an engine stop
     log_level: str = "INFO"

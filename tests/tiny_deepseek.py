@@ -55,7 +55,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def tiny_config(vocab_size: int, image_token_id: int, bos: int, eos: int, pad: int) -> DeepseekOcr2Config:
+def tiny_config(
+    vocab_size: int, image_token_id: int, bos: int, eos: int, pad: int, tie: bool = False
+) -> DeepseekOcr2Config:
     sam = {
         "hidden_size": 32, "output_channels": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
         "image_size": GLOBAL_SIZE, "patch_size": SAM_PATCH, "window_size": 8, "global_attn_indexes": [1],
@@ -75,16 +77,18 @@ def tiny_config(vocab_size: int, image_token_id: int, bos: int, eos: int, pad: i
         vision_config={"sam_config": sam, "encoder_config": encoder},
         text_config=text,
         image_token_id=image_token_id,
+        tie_word_embeddings=tie,
     )
 
 
-def build_tiny(folder: Path, seed: int = 0, native: bool = True) -> Path:
+def build_tiny(folder: Path, seed: int = 0, native: bool = True, tie: bool = False) -> Path:
     """Save a tiny random model + processor in ``folder``; ``native=False`` writes the original
-    (pre-transformers) tensor names, as ``save_pretrained`` does by default."""
+    (pre-transformers) tensor names, as ``save_pretrained`` does by default; ``tie`` ties lm_head
+    to the embeddings (the file then holds only the embeddings)."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
-    config = tiny_config(len(tokenizer), ids("<image>"), ids(BOS), ids(EOS), ids(PAD))
+    config = tiny_config(len(tokenizer), ids("<image>"), ids(BOS), ids(EOS), ids(PAD), tie=tie)
     torch.manual_seed(seed)
     model = DeepseekOcr2ForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init leaves SAM's position tables at zero: give them values

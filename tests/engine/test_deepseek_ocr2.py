@@ -1,0 +1,261 @@
+"""The deepseek-ocr-2 adapter in-process, on a tiny random model: weights, binding, prompts, decoding."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from engine import placement
+from engine.models import create_adapter
+from engine.models.base import BadInput, Unsupported, WeightsUnavailable
+from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, checkpoint
+from engine.models.deepseek_ocr2.prompts import build_prompt
+from engine.models.deepseek_ocr2.repetition import RepetitionStop, cut_repetition, repeating_period
+from ipc.weights import WeightStore, unlink_segment
+from tests.tiny_deepseek import build_tiny
+
+CPU = torch.device("cpu")
+pytestmark = pytest.mark.timeout(120)
+
+
+def page(width: int = 180, height: int = 120) -> np.ndarray:
+    img = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(img).text((10, 10), "Invoice 2041 total 385.20", fill="black")
+    return np.asarray(img)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("tiny-deepseek"))
+
+
+def bind(adapter: DeepseekOcr2Adapter, files: list[Path]) -> tuple[torch.nn.Module, WeightStore]:
+    """What the engine does on a load: segment, placement, skeleton, strict assign, after_bind."""
+    name = f"dsocr_{os.getpid()}_test-deepseek-{time.monotonic_ns()}"
+    WeightStore.from_safetensors(name, files).close()
+    store = WeightStore.attach(name)
+    placed = placement.place(store, CPU)
+    placement.cast_floating(placed, adapter.dtype_for(CPU))
+    module = adapter.build_skeleton()
+    assert all(t.is_meta for t in module.state_dict().values())
+    module.load_state_dict(placed.tensors, strict=True, assign=True)
+    module.requires_grad_(False)
+    adapter.after_bind(module, CPU)
+    return module, store
+
+
+@pytest.fixture(scope="module")
+def bound(tiny: Path):
+    adapter = create_adapter("deepseek-ocr-2", {"model_path": str(tiny), "max_new_tokens": 12})
+    module, store = bind(adapter, adapter.weight_files())
+    yield adapter, module
+    del module
+    unlink_segment(store.name)
+
+
+def test_native_checkpoint_names_are_the_state_dict_keys(tiny: Path) -> None:
+    adapter = DeepseekOcr2Adapter({"model_path": str(tiny), "cache_dir": str(tiny / "no-cache")})
+    files = adapter.weight_files()
+    assert files == [tiny / "model.safetensors"]  # bound as it is: no conversion
+    assert checkpoint.tensor_names(files) == set(adapter.build_skeleton().state_dict())
+    assert not (tiny / "no-cache").exists()
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
+    folder = build_tiny(tmp_path / "orig", native=False, tie=tie)
+    adapter = DeepseekOcr2Adapter({"model_path": str(folder), "cache_dir": str(tmp_path / "cache")})
+    assert checkpoint.tensor_names(checkpoint.safetensors_files(folder)) != set(adapter.build_skeleton().state_dict())
+    (converted,) = adapter.weight_files()
+    assert converted.is_relative_to(tmp_path / "cache")
+    stamp = converted.stat().st_mtime_ns
+    assert DeepseekOcr2Adapter(adapter.options).weight_files() == [converted]
+    assert converted.stat().st_mtime_ns == stamp  # cached, not converted again
+    module, store = bind(adapter, [converted])
+    try:
+        embed = module.model.language_model.embed_tokens.weight
+        assert (module.lm_head.weight is embed) == tie
+        result = adapter.infer(module, page(), {"prompt_type": "free"}, CPU)
+        assert result["tokens"]["generated"] > 0
+    finally:
+        del module
+        unlink_segment(store.name)
+
+
+def test_bound_model_has_no_meta_tensors_and_matches_from_pretrained(bound, tiny: Path) -> None:
+    from transformers import DeepseekOcr2ForConditionalGeneration
+
+    adapter, module = bound
+    assert not [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    reference = DeepseekOcr2ForConditionalGeneration.from_pretrained(tiny).eval()
+    ours = dict(module.named_buffers())
+    for name, buffer in reference.named_buffers():  # the recomputed rotary tables
+        torch.testing.assert_close(ours[name], buffer, rtol=0, atol=0)
+    assert module.lm_head.weight is not module.model.language_model.embed_tokens.weight
+
+    image = page(400, 150)  # wider than a tile: the global view plus local crops
+    result = adapter.infer(module, image, {"prompt_type": "free"}, CPU)
+    inputs = adapter.processor(images=Image.fromarray(image), text=result["prompt"], return_tensors="pt")
+    assert int(inputs["num_local_patches"][0]) >= 2
+    with torch.inference_mode():
+        expected = reference.generate(**inputs, do_sample=False, max_new_tokens=12)
+    expected_ids = expected[0, inputs["input_ids"].shape[1] :].tolist()
+    assert result["tokens"]["generated"] == len(expected_ids) or result["finish_reason"] != "length"
+    text = adapter.processor.tokenizer.decode(expected_ids[: result["tokens"]["generated"]])
+    assert result["raw_text"] == text.strip()
+
+
+def test_infer_returns_real_tokens_for_every_prompt_type(bound) -> None:
+    adapter, module = bound
+    vocab = set(adapter.processor.tokenizer.get_vocab())
+    image = page()
+    for options in (
+        {"prompt_type": "document"},
+        {"prompt_type": "ocr"},
+        {"prompt_type": "free"},
+        {"prompt_type": "figure"},
+        {"prompt_type": "describe"},
+        {"prompt_type": "find", "find_term": "Invoice"},
+        {"prompt_type": "freeform", "custom_prompt": "Read the total."},
+    ):
+        t0 = time.perf_counter()
+        result = adapter.infer(module, image, options, CPU)
+        assert time.perf_counter() - t0 < 10
+        assert set(result) >= {"text", "raw_text", "lines", "boxes"}
+        assert 0 < result["tokens"]["generated"] <= 12
+        assert result["finish_reason"] in ("stop", "length", "repetition")
+        assert result["raw_text"] and all(word in vocab for word in result["raw_text"].split())
+        assert result["prompt"].startswith("<image>\n")
+        # 256 global tokens + separator: the 180 x 120 image needs no crops
+        assert result["tokens"]["prompt"] == 257 + len(adapter.processor.tokenizer(result["prompt"][7:]).input_ids)
+    find = adapter.infer(module, image, {"prompt_type": "find", "find_term": "total"}, CPU)
+    assert find["prompt"] == "<image>\nLocate <|ref|>total<|/ref|> in the image."
+
+
+def test_grounding_output_becomes_pixel_boxes(bound, monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate() replaced by a recorded answer: decoding, end tokens and boxes end to end."""
+    adapter, module = bound
+    tokenizer = adapter.processor.tokenizer
+    answer = (
+        "<|ref|>Invoice<|/ref|><|det|>[[100, 200, 500, 300], [0, 0, 999, 999]]<|/det|>\n"
+        "<|ref|>total<|/ref|><|det|>[[600, 700, 900, 800]]<|/det|>"
+    )
+    answer_ids = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+    def generate(input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.cat([input_ids, torch.tensor([answer_ids])], dim=1)
+
+    monkeypatch.setattr(module, "generate", generate)
+    image = page(999, 1998)  # width 999 -> x unchanged; height 2 x
+    result = adapter.infer(module, image, {"prompt_type": "ocr", "grounding": "true"}, CPU)
+    assert result["finish_reason"] == "stop"
+    assert result["boxes"] == [
+        {"label": "Invoice", "box": [100, 400, 500, 600]},
+        {"label": "Invoice", "box": [0, 0, 999, 1998]},
+        {"label": "total", "box": [600, 1400, 900, 1600]},
+    ]
+    assert result["text"].split() == ["Invoice", "total"]  # the tiny tokenizer decodes with spaces
+    assert "<|det|>" in result["raw_text"] and "end▁of▁sentence" not in result["raw_text"]
+    assert len(result["lines"]) == 3
+    document = adapter.infer(module, image, {"prompt_type": "document"}, CPU)
+    assert document["text"] == "" and len(document["boxes"]) == 3  # labels were layout classes
+
+
+def test_prompts_and_grounding_switch() -> None:
+    assert build_prompt({"prompt_type": "document"}).text == "<image>\n<|grounding|>Convert the document to markdown."
+    assert build_prompt({}).text == "<image>\n<|grounding|>OCR this image."
+    assert build_prompt({"prompt_type": "ocr", "grounding": "false"}).text == "<image>\nOCR this image."
+    assert build_prompt({"prompt_type": "free"}).text == "<image>\nFree OCR."
+    assert build_prompt({"prompt_type": "free", "grounding": "True"}).text == "<image>\n<|grounding|>Free OCR."
+    assert build_prompt({"prompt_type": "figure"}).text == "<image>\nParse the figure."
+    assert build_prompt({"prompt_type": "describe", "grounding": False}).text == "<image>\nDescribe this image in detail."
+    find = build_prompt({"prompt_type": "find", "find_term": " the total "})
+    assert find.text == "<image>\nLocate <|ref|>the total<|/ref|> in the image." and find.keep_labels
+    assert build_prompt({"prompt_type": "freeform", "custom_prompt": "<image>\n<|grounding|>Read it."}).text == (
+        "<image>\n<|grounding|>Read it."
+    )
+    assert build_prompt({"prompt_type": "freeform", "custom_prompt": "Read it.", "grounding": "0"}).text == (
+        "<image>\nRead it."
+    )
+    assert not build_prompt({"prompt_type": "document"}).keep_labels
+    with pytest.raises(Unsupported, match="unknown prompt_type 'poem'.*document"):
+        build_prompt({"prompt_type": "poem"})
+    with pytest.raises(BadInput, match="find_term"):
+        build_prompt({"prompt_type": "find"})
+    with pytest.raises(BadInput, match="custom_prompt"):
+        build_prompt({"prompt_type": "freeform", "custom_prompt": "  "})
+    with pytest.raises(BadInput, match="grounding"):
+        build_prompt({"prompt_type": "ocr", "grounding": "maybe"})
+
+
+def test_repetition_guard() -> None:
+    assert repeating_period(torch.tensor([5, 1, 2, 3, 1, 2, 3, 1, 2, 3]), window=9, max_period=4) == 3
+    assert repeating_period(torch.tensor([1, 2, 3, 4, 5, 6, 7, 8]), window=8, max_period=4) is None
+    assert repeating_period(torch.tensor([7, 7, 7]), window=8, max_period=4) is None  # too short yet
+    assert cut_repetition([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3], 3) == [9, 8, 1, 2, 3]
+    stop = RepetitionStop(prompt_length=2, window=6, max_period=3)
+    ids = torch.tensor([[0, 0, 4, 5, 4, 5, 4, 5], [0, 0, 1, 2, 3, 4, 5, 6]])
+    assert stop(ids, torch.zeros(2, 1)).tolist() == [True, False]
+    assert stop.periods == {0: 2}
+
+
+def test_repetition_stops_generation_and_keeps_one_cycle(bound, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model is forced into a 3-token loop: generation stops after the window, one cycle stays."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    adapter, module = bound
+    cycle = adapter.processor.tokenizer.convert_tokens_to_ids(["Invoice", "total", "385"])
+    generate = module.generate
+    calls = []
+
+    class Loop(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            forced = torch.full_like(scores, -torch.inf)
+            forced[:, cycle[len(calls) % 3]] = 0
+            return forced
+
+    def looping(**kwargs):
+        return generate(**kwargs, logits_processor=LogitsProcessorList([Loop()]))
+
+    monkeypatch.setattr(module, "generate", looping)
+    monkeypatch.setattr(adapter, "max_new_tokens", 100)
+    monkeypatch.setattr(adapter, "repeat_window", 20)
+    result = adapter.infer(module, page(), {"prompt_type": "free"}, CPU)
+    assert result["finish_reason"] == "repetition"
+    assert len(calls) == 20  # stopped as soon as the window was periodic, not at 100
+    assert result["raw_text"].split() == ["total", "385", "Invoice"]
+
+
+def test_dtype_is_bf16_on_cuda_and_float32_on_cpu() -> None:
+    adapter = DeepseekOcr2Adapter()
+    assert adapter.dtype_for(torch.device("cuda", 0)) == torch.bfloat16
+    assert adapter.dtype_for(CPU) == torch.float32
+
+
+def test_missing_folder_says_where_it_looked(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "DeepSeek-OCR-2"
+    with pytest.raises(WeightsUnavailable, match=str(missing)):
+        DeepseekOcr2Adapter({"model_path": str(missing)}).weight_files()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeightsUnavailable, match=f"no \\*.safetensors in {empty}"):
+        DeepseekOcr2Adapter({"model_path": str(empty)}).weight_files()
+
+
+def test_uncached_hub_id_offline_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    t0 = time.monotonic()
+    with pytest.raises(WeightsUnavailable) as info:
+        DeepseekOcr2Adapter().weight_files()  # the default: deepseek-community/DeepSeek-OCR-2
+    assert time.monotonic() - t0 < 5
+    assert "deepseek-community/DeepSeek-OCR-2" in str(info.value) and str(tmp_path / "hub") in str(info.value)
