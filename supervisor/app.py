@@ -18,6 +18,7 @@ from aiohttp import web
 from ipc.weights import remove_orphans
 from supervisor import gpus
 from supervisor.errors import http_status
+from supervisor.device_room import DeviceRoom
 from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics, timing_middleware
 from supervisor.security import auth_middleware, headers_middleware
@@ -33,8 +34,19 @@ class Service:
         self.settings = settings
         self.started = time.monotonic()
         self.device, self.gpu = gpus.resolve_device(settings.device)
-        self.lifecycles = {m: ModelLifecycle(m, settings, self.device) for m in settings.models}
+        self.lifecycles: dict[str, ModelLifecycle] = {}
+        self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
+        for model in settings.models:
+            self.lifecycles[model] = ModelLifecycle(model, settings, self.device, make_room=self.room.make_room)
         self.metrics = ServiceMetrics(lambda: self.lifecycles)
+
+    def _gpu_free_bytes(self) -> int | None:
+        if self.gpu is None:
+            return None
+        try:
+            return next((g.free_bytes for g in gpus.list_gpus() if g.index == self.gpu.index), None)
+        except gpus.NoGpu:
+            return None
 
     @property
     def default_model(self) -> str:

@@ -64,10 +64,15 @@ class RequestTimeout(RuntimeError):
     """An inference outlived the request timeout; its engine was killed."""
 
 
+async def _no_room_needed(lifecycle: ModelLifecycle, needed_bytes: int | None) -> None:
+    return None
+
+
 class ModelLifecycle:
     def __init__(
         self, model: str, settings: Settings, device: str,
         spawn_engine: Callable[[], Awaitable[EngineHandle]] | None = None,
+        make_room: Callable[[ModelLifecycle, int | None], Awaitable[None]] | None = None,
     ) -> None:  # fmt: skip
         self.model = model
         self.settings = settings
@@ -77,6 +82,8 @@ class ModelLifecycle:
         self.state = State.UNLOADED
         self.engine: EngineHandle | None = None
         self._spawn_engine = spawn_engine or self._default_spawn
+        # asks the service to offload other models from the device first (several models)
+        self._make_room = make_room or _no_room_needed
         self._lock = asyncio.Lock()
         self._pending = 0  # requests waiting or running
         self.last_used = time.monotonic()
@@ -190,7 +197,9 @@ class ModelLifecycle:
         if self.state is State.CACHED and not self._segment_exists():
             log.warning("%s: segment %s vanished; loading again", self.model, self.segment)
             await self._kill_engine()
-        if self.state is State.CACHED and self._segment_exists():
+        restoring = self.state is State.CACHED and self._segment_exists()
+        await self._make_room(self, self.shared_memory_bytes if restoring else None)
+        if restoring:
             await self._restore()
         else:
             await self._load()

@@ -271,3 +271,22 @@ async def test_stop_keeps_weights_and_a_standby_engine_serves_the_next_request()
         async with aiohttp.ClientSession() as s:
             await post_json(s, f"{server.url}/gpu/release")
         assert segments_of(server.pid) == []
+
+
+async def test_several_models_each_with_its_own_state() -> None:
+    with running_server("--model", "ppocr", "--model", "synthetic", "--model-option", "synthetic.gb=0.01") as server:
+        async with aiohttp.ClientSession() as s:
+            code, body = await post_ocr(s, server.url, PAGE)
+            assert code == 200 and body["text"] == EXPECTED and body["metadata"]["model"] == "ppocr"
+            code, body = await post_ocr(s, server.url, TINY, model="synthetic")
+            assert code == 200 and body["text"].startswith("synthetic") and body["metadata"]["model"] == "synthetic"
+            st = await status(s, server.url)
+            assert [m["model"] for m in st["models"]] == ["ppocr", "synthetic"]
+            assert all(m["state"] == "resident" for m in st["models"])
+            await post_json(s, f"{server.url}/gpu/offload?model=synthetic")
+            states = {m["model"]: m["state"] for m in (await status(s, server.url))["models"]}
+            assert states == {"ppocr": "resident", "synthetic": "cached"}
+            code, body = await post_ocr(s, server.url, TINY, model="nope")
+            assert code == 400 and "unknown model" in body["error"]
+            await post_json(s, f"{server.url}/gpu/release")
+            assert segments_of(server.pid) == []
