@@ -13,7 +13,6 @@ turns the segment into tensors:
 
 from __future__ import annotations
 
-import gc
 import logging
 import warnings
 from dataclasses import dataclass
@@ -149,11 +148,13 @@ def cast_floating(placement: Placement, dtype: torch.dtype | None) -> None:
 
 
 def drop(placement: Placement) -> None:
-    """Forget the placement's tensors and give device memory back to the driver."""
+    """Forget the placement's tensors and give device memory back to the driver.
+
+    The caller must have dropped every other reference (the module) first.
+    """
     device = placement.device
     placement.tensors.clear()
     placement.device_buffer = None
-    gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()

@@ -203,5 +203,39 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
     sys.exit(1 if failed else 0)
 
 
+NO_GPU_EXIT = 3
+
+
+@main.command()
+@json_option
+def gpus(as_json: bool) -> None:
+    """List the visible NVIDIA GPUs and mark the one `serve --device auto` picks.
+
+    Honours CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES. Exit status: 0 when there is a GPU,
+    3 when there is none (no NVIDIA driver, or none visible): the service then runs on the CPU.
+    """
+    from supervisor import gpus as gpu_info
+
+    try:
+        found, error = gpu_info.list_gpus(), None
+    except gpu_info.NoGpu as exc:
+        found, error = [], str(exc)
+    if not found and error is None:
+        error = "no visible NVIDIA GPU (see CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES)"
+    chosen = gpu_info.choose_gpu(found)
+    if as_json:
+        _print_json({
+            "gpus": [dict(g.as_dict(), selected=g is chosen) for g in found],
+            "selected": chosen.index if chosen else None,
+            "device": f"cuda:{chosen.cuda_index}" if chosen else "cpu",
+            "error": error,
+        })  # fmt: skip
+    elif chosen is None:
+        click.echo(f"No NVIDIA GPU: {error}. `dsocr serve` runs on the CPU.")
+    else:
+        click.echo(gpu_info.format_gpus(found, chosen))
+    sys.exit(0 if chosen else NO_GPU_EXIT)
+
+
 if __name__ == "__main__":
     main()

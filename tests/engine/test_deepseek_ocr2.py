@@ -70,7 +70,7 @@ def test_native_checkpoint_names_are_the_state_dict_keys(tiny: Path) -> None:
 @pytest.mark.parametrize("tie", [False, True])
 def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
     folder = build_tiny(tmp_path / "orig", native=False, tie=tie)
-    adapter = DeepseekOcr2Adapter({"model_path": str(folder), "cache_dir": str(tmp_path / "cache")})
+    adapter = DeepseekOcr2Adapter({"model_path": str(folder), "cache_dir": str(tmp_path / "cache"), "max_new_tokens": 12})
     assert checkpoint.tensor_names(checkpoint.safetensors_files(folder)) != set(adapter.build_skeleton().state_dict())
     (converted,) = adapter.weight_files()
     assert converted.is_relative_to(tmp_path / "cache")
@@ -174,7 +174,8 @@ def test_prompts_and_grounding_switch() -> None:
     assert build_prompt({"prompt_type": "free"}).text == "<image>\nFree OCR."
     assert build_prompt({"prompt_type": "free", "grounding": "True"}).text == "<image>\n<|grounding|>Free OCR."
     assert build_prompt({"prompt_type": "figure"}).text == "<image>\nParse the figure."
-    assert build_prompt({"prompt_type": "describe", "grounding": False}).text == "<image>\nDescribe this image in detail."
+    describe = build_prompt({"prompt_type": "describe", "grounding": False})
+    assert describe.text == "<image>\nDescribe this image in detail."
     find = build_prompt({"prompt_type": "find", "find_term": " the total "})
     assert find.text == "<image>\nLocate <|ref|>the total<|/ref|> in the image." and find.keep_labels
     assert build_prompt({"prompt_type": "freeform", "custom_prompt": "<image>\n<|grounding|>Read it."}).text == (

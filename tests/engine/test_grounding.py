@@ -76,4 +76,5 @@ def test_text_without_grounding_is_unchanged_but_end_tokens_go() -> None:
 
 
 def test_parse_boxes_several_per_det() -> None:
-    assert parse_boxes("[[0, 0, 999, 999], [499, 499, 999, 999]]", 1000, 500) == [[0, 0, 1000, 500], [499, 249, 1000, 500]]
+    boxes = parse_boxes("[[0, 0, 999, 999], [499, 499, 999, 999]]", 1000, 500)
+    assert boxes == [[0, 0, 1000, 500], [499, 249, 1000, 500]]

@@ -11,7 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.server import get_json, pid_alive, post_json, post_ocr, render_text, running_server, segments_of, wait_until
+from tests.integration.server import (
+    get_json, pid_alive, post_json, post_ocr, render_text, running_server, segments_of, wait_until,
+)  # fmt: skip
 from tests.tiny_deepseek import build_tiny
 
 PAGE = render_text()

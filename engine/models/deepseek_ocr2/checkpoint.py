@@ -52,8 +52,10 @@ def resolve_folder(model_path: str, download: bool = True) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model_path, allow_patterns=HUB_FILES, local_files_only=True))
-    except Exception as exc:  # not cached (any hub error type): try the network, if allowed
+        cached = Path(snapshot_download(model_path, allow_patterns=HUB_FILES, local_files_only=True))
+        safetensors_files(cached)
+        return cached
+    except Exception as exc:  # not (fully) cached, whatever the hub's error type: try the network
         cached_error = exc
     if not download:
         raise WeightsUnavailable(
