@@ -89,11 +89,13 @@ request() {
     shift 2
     out=$(curl -sS --max-time "$timeout_s" -X "$method" ${auth[@]+"${auth[@]}"} "$@" \
         -w '\n%{http_code} %{time_total}' "$url$path" 2>&1) || rc=$?
+    local error=${out%$'\n'*}
+    error=${error##*curl: }
     case $rc in
         0) ;;
-        6 | 7) die 2 "no dsocr server answers at $url: ${out##*curl: }" ;;
+        6 | 7) die 2 "no dsocr server answers at $url: $error" ;;
         28) die 1 "$method $path took longer than ${timeout_s}s" ;;
-        *) die 1 "$method $path failed: ${out##*curl: }" ;;
+        *) die 1 "$method $path failed: $error" ;;
     esac
     BODY=${out%$'\n'*}
     read -r CODE SECONDS_TAKEN <<<"${out##*$'\n'}"
@@ -146,9 +148,6 @@ show_memory() {
 status() {
     request GET /gpu/status
     expect_ok "GET /gpu/status"
-    if [[ -n $model_query ]]; then
-        check "the server runs model $model" 'm is not d'
-    fi
 }
 
 ocr() {
@@ -179,6 +178,9 @@ info "backend $backend, device $(json 'd["device"]'), idle timeout $(json 'd["ti
 
 step "2. Status as found"
 status
+if [[ -n $model && $(json 'm is not d') != True ]]; then
+    die 1 "this server does not run model $model; it runs: $(json '", ".join(x["model"] for x in d["models"])')"
+fi
 [[ -n $model ]] || model=$(json 'd["model"]')
 show_memory
 

@@ -101,7 +101,8 @@ class EngineRuntime:
             loaded = LoadedModel(adapter, WeightStore.attach(segment), device)
             self.models[model] = loaded
         loaded.device = device
-        placed = placement.place(loaded.store, device)
+        # "pin": False measures the staged copy that cudaHostRegister avoids (bench/gpu.py)
+        placed = placement.place(loaded.store, device, pin=bool(adapter.options.get("pin", True)))
         placement.cast_floating(placed, adapter.dtype_for(device))
         module = adapter.build_skeleton()
         # strict: a tensor missing from the segment would stay on `meta` and fail later, obscurely

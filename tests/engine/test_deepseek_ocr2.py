@@ -70,7 +70,8 @@ def test_native_checkpoint_names_are_the_state_dict_keys(tiny: Path) -> None:
 @pytest.mark.parametrize("tie", [False, True])
 def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
     folder = build_tiny(tmp_path / "orig", native=False, tie=tie)
-    adapter = DeepseekOcr2Adapter({"model_path": str(folder), "cache_dir": str(tmp_path / "cache"), "max_new_tokens": 12})
+    options = {"model_path": str(folder), "cache_dir": str(tmp_path / "cache"), "max_new_tokens": 12}
+    adapter = DeepseekOcr2Adapter(options)
     assert checkpoint.tensor_names(checkpoint.safetensors_files(folder)) != set(adapter.build_skeleton().state_dict())
     (converted,) = adapter.weight_files()
     assert converted.is_relative_to(tmp_path / "cache")
