@@ -148,12 +148,6 @@ class EngineRuntime:
         loaded = self.models.get(model)
         if loaded is None or not loaded.resident:
             raise NotLoaded(f"model {model} is not resident in this engine")
-        prompt_type = options.get("prompt_type", "ocr")
-        if prompt_type not in loaded.adapter.prompt_types:
-            raise Unsupported(
-                f"model {model} does not answer prompt_type {prompt_type!r}; "
-                f"it answers {', '.join(loaded.adapter.prompt_types)}"
-            )
         t0 = time.perf_counter()
         array = decode_image(image)
         t_decode = time.perf_counter()
