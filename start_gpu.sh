@@ -68,11 +68,13 @@ fi
 
 docker_ready=false
 docker_why=""
+# shellcheck disable=SC2016 # a Go template for docker info, not a shell expansion
+runtimes_template='{{range $k, $v := .Runtimes}}{{$k}} {{end}}'
 compose=()
 if ! command -v docker >/dev/null; then
     docker_why="Docker is not installed"
-elif ! runtimes=$(timeout 20 docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>/dev/null); then
-    docker_why="the docker client is here but no Docker engine answers"
+elif ! runtimes=$(timeout 20 docker info --format "$runtimes_template" 2>/dev/null); then
+    docker_why="no Docker engine answers (the docker client is installed)"
 elif [[ " $runtimes " != *" nvidia "* ]]; then
     docker_why="Docker has no NVIDIA runtime (install the NVIDIA Container Toolkit)"
 elif [[ -z $driver ]]; then
@@ -201,7 +203,7 @@ NVIDIA_VISIBLE_DEVICES=$gpu_index
 GPU_IDLE_TIMEOUT=$GPU_IDLE_TIMEOUT
 DSOCR_MODEL=$DSOCR_MODEL
 SHM_SIZE=$SHM_SIZE
-CONTAINER_NAME=$project
+DSOCR_CONTAINER_NAME=$project
 EOF
     heading "📝 Wrote $env_file"
     sed 's/^/   /' "$env_file" | grep -v '^   #'
@@ -285,12 +287,10 @@ run_local() {
     fi
 
     if port_in_use; then
-        die "port $PORT is already in use (another dsocr?); PORT=8002 ./start_gpu.sh runs a second instance"
+        die "port $PORT is already in use (another dsocr?); PORT=$((PORT + 1)) ./start_gpu.sh runs a second instance"
     fi
-    if [[ $HOST == 127.* || $HOST == localhost || $HOST == ::1 ]]; then
-        note "Bound to $HOST: this machine only (HOST=0.0.0.0 ./start_gpu.sh serves the LAN)"
-    else
-        warn "Bound to $HOST: reachable from the network"
+    if [[ $HOST != 127.* && $HOST != localhost && $HOST != ::1 ]]; then
+        warn "Binding $HOST: the service is reachable from the network"
     fi
     print_urls
     heading "🔧 Management"

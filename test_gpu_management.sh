@@ -102,16 +102,17 @@ request() {
 }
 
 # json EXPR: evaluates a Python expression over the last body (d) and, for status
-# bodies, the walked model's entry (m); prints the result.
+# bodies, the walked model's entry (m); prints the result. The body goes through stdin: a long
+# OCR answer would not fit in an argument.
 json() {
     "$py" -c '
 import json, os, sys
-d = json.loads(sys.argv[1])
-ms = [x for x in d.get("models", []) if isinstance(x, dict) and x.get("model") == sys.argv[2]] if isinstance(d, dict) else []
+d = json.load(sys.stdin)
+ms = [x for x in d.get("models", []) if isinstance(x, dict) and x.get("model") == sys.argv[1]] if isinstance(d, dict) else []
 m = ms[0] if ms else d
-v = eval(sys.argv[3], {"d": d, "m": m, "os": os})
+v = eval(sys.argv[2], {"d": d, "m": m, "os": os})
 print(json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v))
-' "$BODY" "$model" "$1"
+' "$model" "$1" <<<"$BODY"
 }
 
 expect_ok() {  # what: the last request answered 200 with JSON
@@ -135,13 +136,12 @@ check() {
 }
 
 show_memory() {
-    local gpu_index
     info "$(json '"state %s, location %s, engine pid %s, idle %.1fs, shared memory %.1f MiB" % (m["state"], m["model_location"], m.get("engine_pid") or "-", m["idle_time"], m.get("shared_memory_bytes", 0) / 2**20)')"
     info "$(json '"GPU memory: allocated %.3f GiB, reserved %.3f GiB, engine process %.0f MiB (NVML)" % (m["gpu_memory_allocated"], m["gpu_memory_reserved"], m.get("engine_gpu_memory_bytes", 0) / 2**20)')"
     if command -v nvidia-smi >/dev/null; then
-        gpu_index=$(json '(d.get("gpu") or {}).get("index", "")')
-        info "nvidia-smi: $(nvidia-smi --query-gpu=index,name,memory.used,memory.total --format=csv,noheader \
-            ${gpu_index:+-i "$gpu_index"} 2>&1 | paste -sd ';' -)"
+        # every GPU: in a container the server's GPU index is not the host's
+        info "nvidia-smi: $(nvidia-smi --query-gpu=index,memory.used,memory.total --format=csv,noheader 2>&1 |
+            paste -sd ';' - | sed 's/;/; /g')"
     fi
 }
 

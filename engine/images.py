@@ -37,3 +37,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # truncated or corrupt data inside a recognised container
         raise BadInput(f"corrupt image data: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # some of Pillow's decoders raise others on bad data (NotImplementedError...)
+        raise BadInput(f"not a readable image ({type(exc).__name__}: {exc})") from None

@@ -117,7 +117,7 @@ class EngineLoop:
                 return p.reply_error(msg, p.WireError.PROTOCOL, f"unexpected message {msg.kind}")
         except Exception as exc:  # every failure becomes a reply; the engine keeps serving
             error = to_wire_error(exc)
-            level = logging.INFO if error.type == p.WireError.BAD_INPUT else logging.ERROR
+            level = logging.INFO if error.type in (p.WireError.BAD_INPUT, p.WireError.UNSUPPORTED) else logging.ERROR
             log.log(level, "%s %d failed: %s: %s", msg.kind.value, msg.id, error.type, error.message,
                     exc_info=level == logging.ERROR)  # fmt: skip
             return p.Reply(id=msg.id, request=msg.kind, error=error)

@@ -197,17 +197,21 @@ def decode(frame: bytes) -> Message:
     end = _PREFIX.size + header_len
     if end > len(frame):
         raise ProtocolError("truncated header")
+    # Any header that is not the object we expect (a JSON string, a reply of an unknown request, an
+    # error without a type...) is a ProtocolError: a stray KeyError would kill a pipe reader thread.
     try:
         fields = orjson.loads(memoryview(frame)[_PREFIX.size : end])
+        if not isinstance(fields, dict):
+            raise TypeError(f"header is a JSON {type(fields).__name__}, not an object")
         cls = _BY_KIND[Kind(fields.pop("kind"))]
+        if cls is Reply:
+            fields["request"] = Kind(fields["request"])
+            if fields.get("error") is not None:
+                fields["error"] = WireError.from_dict(fields["error"])
     except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise ProtocolError(f"bad header: {exc}") from None
+        raise ProtocolError(f"bad header: {exc!r}") from None
     if cls is Infer:
         fields["image"] = bytes(memoryview(frame)[end:])
-    if cls is Reply:
-        fields["request"] = Kind(fields["request"])
-        if fields.get("error") is not None:
-            fields["error"] = WireError.from_dict(fields["error"])
     try:
         return cls(**fields)
     except TypeError as exc:

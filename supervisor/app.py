@@ -8,6 +8,7 @@ every engine is stopped and every segment unlinked.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -66,12 +67,17 @@ def json_response(data: object, status: int = 200, headers: dict[str, str] | Non
                         headers=headers)  # fmt: skip
 
 
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Every error leaves as JSON ``{"success": false, "error"}`` with the request id; no tracebacks."""
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
+    given = request.headers.get("X-Request-ID", "")
+    # a client's id is echoed in headers, JSON and logs: only visible ASCII, and not too long
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
     request["request_id"] = request_id
     try:
         response = await handler(request)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,18 +132,33 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def list_gpus(env: Mapping[str, str] | None = None, container: bool | None = None) -> list[GpuInfo]:
-    """Visible GPUs with their memory use; raises :class:`NoGpu` when NVML is not there."""
-    env = os.environ if env is None else env
-    visibility = parse_visibility(env, in_container(env) if container is None else container)
+# NVML stays initialized once it was: without persistence mode a fresh init can take a second
+# (the driver tears the GPUs' state down when its last client leaves), and /gpu/status asks often.
+_nvml_lock = threading.Lock()
+_nvml_ready: Any = None  # the pynvml module whose nvmlInit succeeded
+
+
+def _nvml() -> Any:
+    global _nvml_ready
     try:
         import pynvml
     except ImportError as exc:  # pragma: no cover - a dependency
         raise NoGpu(f"nvidia-ml-py is not installed: {exc}") from None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        raise NoGpu(f"no NVIDIA driver ({exc})") from None
+    with _nvml_lock:
+        if _nvml_ready is not pynvml:
+            try:
+                pynvml.nvmlInit()
+            except pynvml.NVMLError as exc:
+                raise NoGpu(f"no NVIDIA driver ({exc})") from None
+            _nvml_ready = pynvml
+    return pynvml
+
+
+def list_gpus(env: Mapping[str, str] | None = None, container: bool | None = None) -> list[GpuInfo]:
+    """Visible GPUs with their memory use; raises :class:`NoGpu` when NVML is not there."""
+    env = os.environ if env is None else env
+    visibility = parse_visibility(env, in_container(env) if container is None else container)
+    pynvml = _nvml()
     try:
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         devices = [(i, _text(pynvml.nvmlDeviceGetUUID(h))) for i, h in enumerate(handles)]
@@ -159,8 +175,8 @@ def list_gpus(env: Mapping[str, str] | None = None, container: bool | None = Non
             gpus.append(GpuInfo(index, cuda_index, _text(pynvml.nvmlDeviceGetName(handle)), int(mem.used),
                                 int(mem.total), procs, devices[index][1]))  # fmt: skip
         return gpus
-    finally:
-        pynvml.nvmlShutdown()
+    except pynvml.NVMLError as exc:  # a GPU fell off the bus, a driver reload...
+        raise NoGpu(f"NVML: {exc}") from None
 
 
 # -- choice --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from supervisor.app import SERVICE, Service, json_response
 from supervisor.errors import ClientError
@@ -128,20 +129,35 @@ async def _read_form(request: web.Request, max_bytes: int) -> tuple[bytes, str, 
         while (part := await reader.next()) is not None:
             if part.name == "file":
                 data = await _read_limited(part, max_bytes)
-                filename = part.filename or ""
+                filename = _valid_utf8(part.filename or "")
             elif part.name:
                 raw = await _read_limited(part, _MAX_FIELD_BYTES)
                 try:
                     fields[part.name] = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise ClientError(400, f"form field {part.name!r} is not UTF-8") from None
-    except (ValueError, AssertionError) as exc:
-        raise ClientError(400, f"malformed multipart body: {exc}") from None
+                    hint = "; send the image in the 'file' field" if part.filename is not None else ""
+                    raise ClientError(400, f"form field {part.name!r} is not UTF-8{hint}") from None
+    except (ValueError, AssertionError, BadHttpMessage) as exc:
+        # BadHttpMessage: a part's headers are invalid (control characters, a line too long...)
+        raise ClientError(400, f"malformed multipart body: {getattr(exc, 'message', exc)}") from None
+    except ConnectionResetError:
+        # the client went away mid-upload: nobody reads this answer, but it is no server error
+        raise ClientError(400, "the connection closed before the upload was complete") from None
     if data is None:
         raise ClientError(400, "no 'file' field in the form")
     if not data:
         raise ClientError(400, "the uploaded file is empty")
     return data, filename, fields
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with the bytes aiohttp could not decode (kept as surrogates, which orjson refuses
+    to write) replaced by U+FFFD: the file name goes back in the JSON answer."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
 
 
 async def _read_limited(part: Any, limit: int) -> bytes:

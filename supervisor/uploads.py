@@ -39,6 +39,10 @@ def inspect_image(data: bytes, max_pixels: int = MAX_PIXELS) -> ImageHeader:
         raise ClientError(400, f"image refused: more than {max_pixels} pixels") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ClientError(400, f"corrupt image header: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # some of Pillow's openers raise others on bad headers (NotImplementedError...)
+        raise ClientError(400, f"not a readable image ({type(exc).__name__}: {exc})") from None
     if width < 1 or height < 1 or width * height > max_pixels:
         raise ClientError(400, f"image of {width}x{height} pixels is outside the limit of {max_pixels} pixels")
     return ImageHeader(fmt, width, height)

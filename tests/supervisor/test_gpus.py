@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -131,45 +132,64 @@ class Proc:
     usedGpuMemory: int | None  # noqa: N815 - NVML's name
 
 
-def fake_nvml(devices: list[tuple[str, int, int, list[Proc]]] | None) -> types.ModuleType:
-    """A ``pynvml`` with ``devices`` (name, used MiB, total MiB, processes); None: no driver."""
-    mod = types.ModuleType("pynvml")
-    mod.NVMLError = FakeNVMLError  # type: ignore[attr-defined]
-    state = {"inits": 0}
+Device = tuple[str, int, int, "list[Proc] | None"]  # name, used MiB, total MiB, processes (None: hidden)
 
-    def init() -> None:
-        if devices is None:
+
+class FakeNVML(types.ModuleType):
+    """A ``pynvml`` module with ``devices``; ``None``: no driver. Counts init/shutdown pairs."""
+
+    NVMLError = FakeNVMLError
+
+    def __init__(self, devices: list[Device] | None) -> None:
+        super().__init__("pynvml")
+        self.devices = devices
+        self.inits = 0
+
+    def nvmlInit(self) -> None:  # noqa: N802 - NVML's names from here on
+        if self.devices is None:
             raise FakeNVMLError("NVML Shared Library Not Found")
-        state["inits"] += 1
+        self.inits += 1
 
-    def shutdown() -> None:
-        state["inits"] -= 1
+    def _device(self, i: int) -> Device:
+        assert self.devices is not None and self.inits > 0, "NVML used outside init/shutdown"
+        return self.devices[i]
 
-    def processes(i: int) -> list[Proc]:
-        if devices[i][3] is None:  # type: ignore[index]
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return len(self.devices or [])
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:  # noqa: N802
+        return i
+
+    def nvmlDeviceGetUUID(self, i: int) -> bytes:  # noqa: N802
+        return UUIDS[i].encode()  # older bindings answer bytes
+
+    def nvmlDeviceGetName(self, i: int) -> str:  # noqa: N802
+        return self._device(i)[0]
+
+    def nvmlDeviceGetMemoryInfo(self, i: int) -> Memory:  # noqa: N802
+        return Memory(self._device(i)[1] * MiB, self._device(i)[2] * MiB)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, i: int) -> list[Proc]:  # noqa: N802
+        procs = self._device(i)[3]
+        if procs is None:
             raise FakeNVMLError("Not Supported")
-        return devices[i][3]  # type: ignore[index]
-
-    mod.nvmlInit = init  # type: ignore[attr-defined]
-    mod.nvmlShutdown = shutdown  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetCount = lambda: len(devices)  # type: ignore[arg-type, attr-defined]
-    mod.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetUUID = lambda i: UUIDS[i].encode()  # type: ignore[attr-defined]  # old bindings: bytes
-    mod.nvmlDeviceGetName = lambda i: devices[i][0]  # type: ignore[index, attr-defined]
-    mod.nvmlDeviceGetMemoryInfo = lambda i: Memory(devices[i][1] * MiB, devices[i][2] * MiB)  # type: ignore[index, attr-defined]
-    mod.nvmlDeviceGetComputeRunningProcesses = processes  # type: ignore[attr-defined]
-    mod.state = state  # type: ignore[attr-defined]
-    return mod
+        return procs
 
 
-THREE = [("NVIDIA L40S", 22331, 46068, [Proc(4182, 700 * MiB), Proc(99, None)]),
-         ("NVIDIA L40S", 433, 46068, None), ("NVIDIA L40S", 3, 46068, [])]  # fmt: skip
+Install = Callable[["list[Device] | None"], FakeNVML]
+
+
+THREE: list[Device] = [
+    ("NVIDIA L40S", 22331, 46068, [Proc(4182, 700 * MiB), Proc(99, None)]),
+    ("NVIDIA L40S", 433, 46068, None),
+    ("NVIDIA L40S", 3, 46068, []),
+]
 
 
 @pytest.fixture
-def nvml(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    def install(devices: list | None) -> types.ModuleType:  # type: ignore[type-arg]
-        mod = fake_nvml(devices)
+def nvml(monkeypatch: pytest.MonkeyPatch) -> Install:
+    def install(devices: list[Device] | None) -> FakeNVML:
+        mod = FakeNVML(devices)
         monkeypatch.setitem(sys.modules, "pynvml", mod)
         return mod
 
@@ -180,23 +200,24 @@ def nvml(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return install
 
 
-def test_list_gpus_reads_memory_and_processes_and_shuts_nvml_down(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_list_gpus_reads_memory_and_processes_and_initializes_nvml_once(nvml: Install) -> None:
     mod = nvml(THREE)
+    list_gpus()
     listed = list_gpus()
     assert [(g.index, g.cuda_index, g.used_bytes // MiB) for g in listed] == [(0, 0, 22331), (1, 1, 433), (2, 2, 3)]
     assert listed[0].processes == {4182: 700 * MiB, 99: 0}
     assert listed[1].processes == {}  # the driver would not say
     assert listed[2].uuid == UUIDS[2] and listed[2].name == "NVIDIA L40S"
-    assert mod.state["inits"] == 0
+    assert mod.inits == 1
 
 
-def test_list_gpus_honours_visible_devices(nvml, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_list_gpus_honours_visible_devices(nvml: Install, monkeypatch: pytest.MonkeyPatch) -> None:
     nvml(THREE)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
     assert [(g.index, g.cuda_index) for g in list_gpus()] == [(1, 0), (0, 1)]
 
 
-def test_without_a_driver_no_gpu_and_auto_means_cpu(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_driver_no_gpu_and_auto_means_cpu(nvml: Install) -> None:
     nvml(None)
     with pytest.raises(gpus.NoGpu, match="no NVIDIA driver"):
         list_gpus()
@@ -206,7 +227,7 @@ def test_without_a_driver_no_gpu_and_auto_means_cpu(nvml) -> None:  # type: igno
     assert gpus.process_gpu_bytes(1234) == 0
 
 
-def test_auto_picks_the_least_used_visible_gpu_in_pci_order(nvml, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_the_least_used_visible_gpu_in_pci_order(nvml: Install, monkeypatch: pytest.MonkeyPatch) -> None:
     nvml(THREE)
     device, chosen = gpus.resolve_device("auto")
     assert device == "cuda:2" and chosen is not None and chosen.index == 2
@@ -219,7 +240,7 @@ def test_auto_picks_the_least_used_visible_gpu_in_pci_order(nvml, monkeypatch: p
     assert gpus.resolve_device("cpu") == ("cpu", None)
 
 
-def test_process_gpu_bytes_sums_what_nvml_sees_for_a_pid(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_process_gpu_bytes_sums_what_nvml_sees_for_a_pid(nvml: Install) -> None:
     nvml(THREE)
     assert gpus.process_gpu_bytes(4182) == 700 * MiB
     assert gpus.process_gpu_bytes(5) == 0 and gpus.process_gpu_bytes(None) == 0
@@ -228,7 +249,7 @@ def test_process_gpu_bytes_sums_what_nvml_sees_for_a_pid(nvml) -> None:  # type:
 # -- `dsocr gpus` ---------------------------------------------------------------------------------
 
 
-def test_cli_lists_gpus_and_marks_the_choice(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_cli_lists_gpus_and_marks_the_choice(nvml: Install) -> None:
     nvml(THREE)
     out = CliRunner().invoke(main, ["gpus"])
     assert out.exit_code == 0, out.output
@@ -237,7 +258,7 @@ def test_cli_lists_gpus_and_marks_the_choice(nvml) -> None:  # type: ignore[no-u
     assert lines[-1] == "2, NVIDIA L40S, 3 MiB, 46068 MiB  ← 自动选择 (selected)"
 
 
-def test_cli_json_for_scripts(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_cli_json_for_scripts(nvml: Install) -> None:
     nvml(THREE)
     out = CliRunner().invoke(main, ["gpus", "--json"])
     body = orjson.loads(out.output)
@@ -246,7 +267,7 @@ def test_cli_json_for_scripts(nvml) -> None:  # type: ignore[no-untyped-def]
     assert body["gpus"][0]["processes"] == [{"pid": 99, "used_bytes": 0}, {"pid": 4182, "used_bytes": 700 * MiB}]
 
 
-def test_cli_says_plainly_when_there_is_no_driver(nvml) -> None:  # type: ignore[no-untyped-def]
+def test_cli_says_plainly_when_there_is_no_driver(nvml: Install) -> None:
     nvml(None)
     out = CliRunner().invoke(main, ["gpus"])
     assert out.exit_code == NO_GPU_EXIT == 3
@@ -255,7 +276,7 @@ def test_cli_says_plainly_when_there_is_no_driver(nvml) -> None:  # type: ignore
     assert out.exit_code == 3 and orjson.loads(out.output)["device"] == "cpu"
 
 
-def test_cli_no_visible_gpu(nvml, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_no_visible_gpu(nvml: Install, monkeypatch: pytest.MonkeyPatch) -> None:
     nvml(THREE)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     out = CliRunner().invoke(main, ["gpus"])

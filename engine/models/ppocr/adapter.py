@@ -65,8 +65,8 @@ class PPOCRAdapter(ModelAdapter):
         prompt_type = options.get("prompt_type", "ocr")
         if prompt_type not in self.prompt_types:
             raise Unsupported(
-                f"ppocr only reads text ({', '.join(self.prompt_types)}); "
-                f"prompt type {prompt_type!r} needs deepseek-ocr-2"
+                f"ppocr only reads text (prompt types {', '.join(self.prompt_types)}); "
+                f"it cannot do prompt type {prompt_type!r} (deepseek-ocr-2 has more)"
             )
         with torch.inference_mode():
             lines = read_lines(module, image, device)
