@@ -22,7 +22,7 @@ from engine import placement
 from engine.images import decode_image
 from engine.models import create_adapter
 from engine.models.base import BadInput, ModelAdapter, Unsupported
-from ipc.weights import WeightStore
+from ipc.weights import WeightStore, unlink_segment
 
 log = logging.getLogger("dsocr.engine")
 
@@ -58,13 +58,19 @@ class EngineRuntime:
     def load(self, model: str, segment: str, device: str, options: dict[str, Any]) -> dict[str, Any]:
         """unloaded -> resident: weights from the adapter's files into a new segment, then bind."""
         t0 = time.perf_counter()
+        placement.resolve_device(device)  # a device we cannot use fails before any work
         adapter = create_adapter(model, options)
         files = adapter.weight_files()
         t_files = time.perf_counter()
         created = WeightStore.from_safetensors(segment, files)
         created.close()  # the engine maps segments read-only, like a restore would
         t_store = time.perf_counter()
-        result = self._bind(model, adapter, segment, device)
+        try:
+            result = self._bind(model, adapter, segment, device)
+        except BaseException:
+            self._forget(model)
+            unlink_segment(segment)  # a load that failed leaves nothing behind
+            raise
         result.update(
             files=[str(f) for f in files],
             prepare_s=t_files - t0,
@@ -188,17 +194,23 @@ class EngineRuntime:
             "busy_s": None if self.busy_since is None else time.perf_counter() - self.busy_since,
         }
 
+    def _forget(self, model: str) -> None:
+        """Drop the model and unmap its segment (the segment itself stays)."""
+        loaded = self.models.pop(model, None)
+        if loaded is None:
+            return
+        self._drop(loaded)
+        if loaded.device.type == "cuda":
+            placement.unpin(loaded.store)
+        try:
+            loaded.store.close()
+        except BufferError:
+            log.warning("segment %s still has views alive at close", loaded.store.name)
+
     def close(self) -> None:
         """Drop every model and unmap every segment (the segments themselves stay)."""
         for name in list(self.models):
-            loaded = self.models.pop(name)
-            self._drop(loaded)
-            if loaded.device.type == "cuda":
-                placement.unpin(loaded.store)
-            try:
-                loaded.store.close()
-            except BufferError:
-                log.warning("segment %s still has views alive at close", loaded.store.name)
+            self._forget(name)
 
 
 __all__ = ["BadInput", "EngineRuntime", "NotLoaded", "Unsupported"]

@@ -129,3 +129,15 @@ def test_load_into_an_existing_segment_fails_and_keeps_it(runtime: EngineRuntime
     assert runtime.infer(MODEL, IMAGE, {})["text"].startswith("synthetic ")
     runtime.close()
     unlink_segment(segment)
+
+
+def test_failed_load_leaves_no_segment(runtime: EngineRuntime, shm: SegmentGuard, options: dict[str, Any]) -> None:
+    from engine.placement import PlacementError
+
+    segment = shm.name("fail")
+    with pytest.raises(PlacementError):
+        runtime.load(MODEL, segment, "cuda:0", options)  # no CUDA on this host
+    # and when binding fails after the segment was written (after_bind reads this option)
+    with pytest.raises(ValueError):
+        runtime.load(MODEL, segment, "cpu", {**options, "bind_delay_s": "not a number"})
+    assert segment not in list_segments() and MODEL not in runtime.models
