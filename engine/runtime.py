@@ -181,6 +181,7 @@ class EngineRuntime:
             "weights_bytes": loaded.store.data_bytes,
             "device_bytes": loaded.placement.device_bytes if loaded.placement else 0,
             "pinned": bool(loaded.placement and loaded.placement.pinned),
+            "prompt_types": list(loaded.adapter.prompt_types),
             "device_memory": placement.device_memory(loaded.device),
         }
 

@@ -89,6 +89,7 @@ class ModelLifecycle:
         self.last_used = time.monotonic()
         self._cached_since: float | None = None
         self.device_memory = {"allocated": 0, "reserved": 0}
+        self.prompt_types: list[str] = []
         self.transitions: Counter[str] = Counter()
         self.transition_seconds: Counter[str] = Counter()
         self._watcher: asyncio.Task[None] | None = None
@@ -182,6 +183,8 @@ class ModelLifecycle:
         self.device_memory = {"allocated": 0, "reserved": 0}
 
     def _note_memory(self, result: dict[str, Any]) -> None:
+        if "prompt_types" in result:  # known once the engine has the model's adapter
+            self.prompt_types = list(result["prompt_types"])
         memory = result.get("device_memory")
         if isinstance(memory, dict):
             self.device_memory = {"allocated": memory.get("allocated", 0), "reserved": memory.get("reserved", 0)}

@@ -76,6 +76,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         else 0,
         "shared_memory_bytes": lc.shared_memory_bytes,
         "queue_depth": lc.queue_depth,
+        "prompt_types": lc.prompt_types,
         "offload_policy": service.settings.offload_policy,
         "engine_idle_timeout": service.settings.engine_idle_timeout,
     }

@@ -58,14 +58,13 @@ def test_commands_say_plainly_when_no_server_answers(tmp_path) -> None:
 
 
 def test_local_ocr_leaves_nothing_behind(tmp_path) -> None:
-    from ipc.weights import list_segments
-
-    before = set(list_segments())
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     good.write_bytes(render_text())
     bad.write_bytes(b"not an image")
-    out = dsocr("ocr", "--device", "cpu", str(good), str(bad))
-    assert out.returncode == 1  # one file failed...
-    assert "\n".join(LINES) in out.stdout  # ...the other was read
-    assert "bad.png: error: not a readable image" in out.stderr
-    assert set(list_segments()) == before
+    proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "ocr", "--device", "cpu", str(good), str(bad)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1  # one file failed...
+    assert "\n".join(LINES) in stdout  # ...the other was read
+    assert "bad.png: error: not a readable image" in stderr
+    assert segments_of(proc.pid) == []

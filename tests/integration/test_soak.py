@@ -61,7 +61,9 @@ def test_soak_mixed_requests_and_transitions() -> None:
     plan += [(rng.choice(["offload", "stop", "release"]), "") for _ in range(CONTROLS)]
     rng.shuffle(plan)
 
-    with running_server("--queue-size", "64", "--idle-timeout", "0") as server:
+    # one torch thread: on a busy 2-core machine two OpenMP threads per inference fight the other
+    # processes and one request can take seconds instead of 0.1 s (this test is about correctness)
+    with running_server("--queue-size", "64", "--idle-timeout", "0", env={"OMP_NUM_THREADS": "1"}) as server:
         url = server.url
 
         async def soak() -> tuple[list[str], Counter[str], float]:
