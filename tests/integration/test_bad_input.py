@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +86,7 @@ def live() -> Iterator[Live]:
 
 
 @pytest.fixture
-async def session() -> Iterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as s:
         yield s
 
@@ -299,7 +299,9 @@ def test_chunked_upload_over_the_limit_is_refused_without_reading_it_all(live: L
     [("application/json", b'{"file": "aGVsbG8="}'), ("text/plain", b"hello"),
      ("application/x-www-form-urlencoded", b"file=abc")],
 )  # fmt: skip
-async def test_wrong_content_type(content_type: str, payload: bytes, live: Live, session: aiohttp.ClientSession) -> None:
+async def test_wrong_content_type(
+    content_type: str, payload: bytes, live: Live, session: aiohttp.ClientSession
+) -> None:
     headers = {"Content-Type": content_type}
     async with session.post(f"{live.server.url}/ocr", data=payload, headers=headers) as resp:
         await _refused(resp, 415, "multipart/form-data")

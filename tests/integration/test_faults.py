@@ -70,10 +70,12 @@ def kill(server: Server, pid: int) -> None:
 async def test_engine_killed_while_loading_leaves_nothing_and_the_next_request_loads() -> None:
     with running_server(*SLOW_BIND) as server:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+            def engine_and_segment(st: dict) -> bool:
+                return st["engine_pid"] is not None and segments_of(server.pid) != []
+
             request = asyncio.create_task(post_ocr(s, server.url, TINY))
             # an engine is loading and its segment is already written: the worst moment
-            st = await wait_for_state(s, server, request, "loading",
-                                      lambda st: st["engine_pid"] is not None and segments_of(server.pid) != [])  # fmt: skip
+            st = await wait_for_state(s, server, request, "loading", engine_and_segment)
             engine = st["engine_pid"]
             kill(server, engine)
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.server import Server, child_pids, get_json, pid_alive, render_text, running_server, segments_of, wait_until
+from tests.integration.server import (
+    Server, child_pids, get_json, pid_alive, render_text, running_server, segments_of, wait_until,
+)  # fmt: skip
 
 pytestmark = pytest.mark.timeout(300)
 
