@@ -125,8 +125,12 @@ class EngineLoop:
         return p.reply_ok(msg, **result)
 
 
-def main(conn: Any, parent_pid: int, log_level: str = "INFO") -> None:
-    """Entry point in the spawned process."""
+def main(conn: Any, parent_pid: int, log_level: str = "INFO", threads: int | None = None) -> None:
+    """Entry point in the spawned process; ``threads`` caps torch's CPU threads (before import)."""
+    if threads:
+        # several engines (models, a standby, other services) share the cores: torch's default of
+        # one thread per core oversubscribes them, and its OpenMP workers then spin for seconds
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     logging.basicConfig(
         level=log_level, stream=sys.stderr,
         format=f"%(asctime)s engine[{os.getpid()}] %(levelname)s %(message)s",

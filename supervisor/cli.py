@@ -70,6 +70,8 @@ def main() -> None:
 @click.option("--api-key", default=lambda: os.environ.get("DSOCR_API_KEY") or None, show_default="$DSOCR_API_KEY",
               help="Require 'Authorization: Bearer KEY' on every route but /health and the page.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Origin allowed to call the API from a browser.")
+@click.option("--engine-threads", type=int, default=lambda: env_int("DSOCR_ENGINE_THREADS", 0) or None,
+              show_default="cores / models", help="CPU threads per engine ($DSOCR_ENGINE_THREADS).")
 @click.option("--standby/--no-standby", default=True, show_default=True,
               help="After an engine stop, keep a new engine ready (torch imported, no GPU memory).")
 @click.option("--model-option", "model_options", multiple=True, metavar="MODEL.KEY=VALUE",
@@ -77,7 +79,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from aiohttp import web
 
@@ -90,6 +92,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         request_timeout=request_timeout, queue_size=queue_size, max_upload_mb=max_upload_mb,
         log_level=log_level.upper(), model_options=_parse_model_options(model_options), standby=standby,
         api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
+        engine_threads=engine_threads,
     )  # fmt: skip
     logging.getLogger("dsocr.supervisor").info("listening on http://%s:%d", host, port)
     try:

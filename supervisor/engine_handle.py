@@ -51,9 +51,9 @@ class EngineFailure(RuntimeError):
         self.message = error.message
 
 
-def _engine_entry(module: str, conn: Any, parent_pid: int, log_level: str) -> None:
+def _engine_entry(module: str, conn: Any, parent_pid: int, log_level: str, threads: int | None) -> None:
     # Runs in the child: the engine is imported here, by name, never in the supervisor.
-    importlib.import_module(module).main(conn, parent_pid, log_level)
+    importlib.import_module(module).main(conn, parent_pid, log_level, threads)
 
 
 @contextmanager
@@ -85,8 +85,9 @@ def describe_exit(exitcode: int | None) -> str:
 class EngineHandle:
     """One engine process. Not reusable: after it dies, make a new handle (``respawn`` does)."""
 
-    def __init__(self, log_level: str = "INFO", boot_timeout: float = 120.0) -> None:
+    def __init__(self, log_level: str = "INFO", boot_timeout: float = 120.0, threads: int | None = None) -> None:
         self.log_level = log_level
+        self.threads = threads
         self.boot_timeout = boot_timeout
         self._process: Any = None
         self._conn: Any = None
@@ -114,7 +115,7 @@ class EngineHandle:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         self._process = ctx.Process(
             target=_engine_entry,
-            args=(ENGINE_MODULE, child_conn, os.getpid(), self.log_level),
+            args=(ENGINE_MODULE, child_conn, os.getpid(), self.log_level, self.threads),
             name="dsocr-engine",
             daemon=True,
         )

@@ -123,7 +123,8 @@ class ModelLifecycle:
     # -- engine ---------------------------------------------------------------------------
 
     async def _default_spawn(self) -> EngineHandle:
-        handle = EngineHandle(log_level=self.settings.log_level, boot_timeout=self.settings.boot_timeout)
+        handle = EngineHandle(log_level=self.settings.log_level, boot_timeout=self.settings.boot_timeout,
+                              threads=self.settings.engine_threads)  # fmt: skip
         await handle.spawn()
         return handle
 

@@ -35,6 +35,7 @@ class Settings:
     pdf_dpi: int = 144
     max_pdf_pages: int = 50
     boot_timeout: float = 120.0
+    engine_threads: int | None = None  # torch CPU threads per engine; None: cores / models
     standby: bool = True  # keep a prepared engine (no GPU memory) ready after an engine stop
     log_level: str = "INFO"
     api_key: str | None = None  # when set, every route but /health and the page needs it
@@ -46,6 +47,9 @@ class Settings:
             raise ValueError(f"offload policy must be one of {', '.join(OFFLOAD_POLICIES)}")
         if not self.models:
             raise ValueError("at least one model is needed")
+        if self.engine_threads is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            self.engine_threads = max(1, cores // len(self.models))
 
     @property
     def max_upload_bytes(self) -> int:

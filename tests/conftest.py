@@ -11,6 +11,10 @@ import tempfile
 # converted model files go to a fresh cache so a run never depends on an earlier one.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Many engines run at once in the suite on a 2-core machine: one torch thread each keeps an
+# inference at ~0.1 s instead of swinging to seconds when OpenMP workers fight for the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("DSOCR_ENGINE_THREADS", "1")
 if "DSOCR_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="dsocr-test-cache-")
     os.environ["DSOCR_CACHE_DIR"] = _cache
