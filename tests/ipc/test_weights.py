@@ -217,7 +217,7 @@ def test_attaching_process_exit_keeps_segment_and_is_silent(shm: SegmentGuard) -
 
 
 CHILD_RSS = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from ipc.weights import WeightStore
 
@@ -229,7 +229,8 @@ def status(key):
 
 rss0, shmem0 = status("VmRSS"), status("RssShmem")
 store = WeightStore.from_safetensors(sys.argv[1], [Path(sys.argv[2])])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would count the (large) parent
+peak = status("VmHWM")
 print(json.dumps({"rss0": rss0, "peak": peak, "anon": status("RssAnon"),
                   "shmem_growth": status("RssShmem") - shmem0, "data_bytes": store.data_bytes}))
 store.close()
@@ -254,7 +255,7 @@ def test_from_safetensors_holds_no_second_copy(shm: SegmentGuard, tmp_path: Path
     """Tensors are read from the file straight into the segment, in bounded chunks.
 
     Pages written into the mapping count as RssShmem; the process's own memory (RssAnon) must not
-    grow by anything like the model's size, not even at its peak (ru_maxrss counts both).
+    grow by anything like the model's size, not even at its peak (VmHWM counts both).
     """
     path = tmp_path / "big.safetensors"
     # the 150 MB tensor comes last, when the segment already holds the rest: a whole-tensor copy
