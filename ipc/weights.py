@@ -21,7 +21,7 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -164,22 +164,18 @@ class WeightStore:
                 specs.append((tname, info["dtype"], tuple(info["shape"])))
                 begin, end = info["data_offsets"]
                 sources.append((path, base + begin, end - begin))
-        store = cls.create(name, specs, metadata)
-        try:
-            for entry, (path, file_offset, nbytes) in zip(store.entries, sources):
+
+        def fill(store: WeightStore) -> None:
+            for entry, (path, _, nbytes) in zip(store.entries, sources):
                 if nbytes != entry.nbytes:
                     raise StoreError(f"{path}: tensor {entry.name} has {nbytes} bytes, expected {entry.nbytes}")
             for path in dict.fromkeys(p for p, _, _ in sources):
                 with open(path, "rb", buffering=0) as fh:
-                    for entry, (src, file_offset, nbytes) in zip(store.entries, sources):
+                    for entry, (src, file_offset, _) in zip(store.entries, sources):
                         if src == path:
                             _read_into(fh, file_offset, store.tensor_view(entry))
-            store.seal()
-        except BaseException:
-            store.close()
-            unlink_segment(name)
-            raise
-        return store
+
+        return cls._create_filled(name, specs, metadata, fill)
 
     @classmethod
     def from_arrays(
@@ -187,13 +183,24 @@ class WeightStore:
         metadata: dict[str, Any] | None = None,
     ) -> WeightStore:  # fmt: skip
         """A sealed segment from in-memory tensors: (name, dtype, shape, bytes-like of the data)."""
-        store = cls.create(name, [(n, d, s) for n, d, s, _ in arrays], metadata)
-        try:
+        def fill(store: WeightStore) -> None:
             for entry, (_, _, _, data) in zip(store.entries, arrays):
                 src = memoryview(data).cast("B")
                 if src.nbytes != entry.nbytes:
                     raise StoreError(f"tensor {entry.name}: {src.nbytes} bytes, expected {entry.nbytes}")
                 store.tensor_view(entry)[:] = src
+
+        return cls._create_filled(name, [(n, d, s) for n, d, s, _ in arrays], metadata, fill)
+
+    @classmethod
+    def _create_filled(
+        cls, name: str, specs: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, Any] | None,
+        fill: Callable[[WeightStore], None],
+    ) -> WeightStore:  # fmt: skip
+        """Create, fill and seal; a failure anywhere leaves no segment behind."""
+        store = cls.create(name, specs, metadata)
+        try:
+            fill(store)
             store.seal()
         except BaseException:
             store.close()

@@ -18,6 +18,7 @@ import aiohttp
 from PIL import Image, ImageDraw, ImageFont
 
 from ipc.weights import PREFIX, list_segments, unlink_segment
+from tests.helpers import pid_gone, wait_until  # noqa: F401  (wait_until: re-exported for tests)
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LINES = ["Invoice 2041 total 385.20", "Shipped to Berlin"]
@@ -55,24 +56,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
-
-
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+    return not pid_gone(pid)
 
 
 class Server:
