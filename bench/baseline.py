@@ -35,7 +35,10 @@ class UpstreamBaseline:
     def _load(self) -> None:
         state: dict[str, torch.Tensor] = {}
         for path in self.adapter.weight_files():
-            state.update(load_file(str(path)))  # reads the checkpoint from disk, like from_pretrained
+            # load_file only maps the file; from_pretrained copies every tensor into the module's
+            # own memory, so the whole checkpoint is read: clone does the same, tensor by tensor
+            for name, tensor in load_file(str(path)).items():
+                state[name] = tensor.clone()
         module = self.adapter.build_skeleton()
         module.load_state_dict(state, strict=True, assign=True)
         self.adapter.after_bind(module, torch.device("cpu"))

@@ -169,11 +169,17 @@ class WeightStore:
             for entry, (path, _, nbytes) in zip(store.entries, sources):
                 if nbytes != entry.nbytes:
                     raise StoreError(f"{path}: tensor {entry.name} has {nbytes} bytes, expected {entry.nbytes}")
-            for path in dict.fromkeys(p for p, _, _ in sources):
-                with open(path, "rb", buffering=0) as fh:
-                    for entry, (src, file_offset, _) in zip(store.entries, sources):
-                        if src == path:
-                            _read_into(fh, file_offset, store.tensor_view(entry))
+            # written through the segment's fd, not its mapping: the kernel copies page cache to
+            # tmpfs without faulting every page into this process (about twice as fast)
+            out = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+            try:
+                for path in dict.fromkeys(p for p, _, _ in sources):
+                    with open(path, "rb", buffering=0) as fh:
+                        for entry, (src, file_offset, nbytes) in zip(store.entries, sources):
+                            if src == path:
+                                _copy(fh, file_offset, out, store.data_offset + entry.offset, nbytes)
+            finally:
+                os.close(out)
 
         return cls._create_filled(name, specs, metadata, fill)
 
@@ -277,13 +283,14 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + length
 
 
-def _read_into(fh: BinaryIO, offset: int, view: memoryview) -> None:
-    fh.seek(offset)
+def _copy(fh: BinaryIO, src_offset: int, out_fd: int, dst_offset: int, nbytes: int) -> None:
+    """``nbytes`` of ``fh`` from ``src_offset`` into the file ``out_fd`` at ``dst_offset``."""
+    os.lseek(out_fd, dst_offset, os.SEEK_SET)
     done = 0
-    while done < len(view):
-        n = fh.readinto(view[done : done + _READ_CHUNK])
+    while done < nbytes:
+        n = os.sendfile(out_fd, fh.fileno(), src_offset + done, min(_READ_CHUNK, nbytes - done))
         if not n:
-            raise StoreError(f"{fh.name}: file ends before tensor data at {offset + done}")
+            raise StoreError(f"{fh.name}: file ends before tensor data at {src_offset + done}")
         done += n
 
 
