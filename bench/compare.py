@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import subprocess
@@ -25,27 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.sample import text_png  # noqa: E402
 from supervisor.lifecycle import ModelLifecycle  # noqa: E402
 from supervisor.settings import Settings  # noqa: E402
-
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def sample_image() -> bytes:
-    img = Image.new("RGB", (640, 120), "white")
-    try:
-        font = ImageFont.truetype(FONT, 32)
-    except OSError:
-        font = ImageFont.load_default()
-    ImageDraw.Draw(img).text((20, 40), "Invoice 2041 total 385.20", font=font, fill="black")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
 
 class BaselineProcess:
     """``bench/baseline.py`` in a subprocess, one command at a time."""
@@ -165,7 +149,7 @@ def main() -> None:
 
     create_adapter(model, options).weight_files()  # convert or write the weights before timing
 
-    image = sample_image()
+    image = text_png("Invoice 2041 total 385.20")
     with tempfile.NamedTemporaryFile(suffix=".png") as fh:
         fh.write(image)
         fh.flush()

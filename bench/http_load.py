@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import socket
 import statistics
@@ -24,24 +23,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-
-def images(count: int) -> list[bytes]:
-    font = ImageFont.truetype(FONT, 30)
-    out = []
-    for i in range(count):
-        img = Image.new("RGB", (620, 110), "white")
-        ImageDraw.Draw(img).text((20, 35), f"Order {10000 + i} shipped", font=font, fill="black")
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
-
+from bench.sample import text_png  # noqa: E402
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -136,7 +121,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    pictures = images(8)
+    pictures = [text_png(f"Order {10000 + i} shipped", 30) for i in range(8)]
     proc, url = (None, args.url) if args.url else start_server(args.model)
     try:
         asyncio.run(load(url, pictures[:1], 1, 1, args.timeout))  # first request loads the model

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import signal
 import statistics
@@ -33,11 +32,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sample import text_png  # noqa: E402
 from ipc import protocol as p  # noqa: E402
 from ipc.weights import segment_name, unlink_segment  # noqa: E402
 from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle  # noqa: E402
@@ -46,15 +45,6 @@ STEPS = ["cold_load", "infer", "offload", "restore", "stop", "respawn_restore", 
 TEXT = "Invoice 2024-0517 total 44.96 EUR"
 REQUEST_TIMEOUT = 600.0
 T = TypeVar("T")
-
-
-def text_image() -> bytes:
-    font = ImageFont.load_default(size=32)
-    img = Image.new("RGB", (int(font.getlength(TEXT)) + 64, 96), "white")
-    ImageDraw.Draw(img).text((32, 32), TEXT, font=font, fill="black")
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def prepare_weights(model: str, options: dict[str, Any]) -> str | None:
@@ -144,7 +134,7 @@ async def bench(model: str, device: str, options: dict[str, Any], repeat: int, i
 
 async def main_async(model: str, device: str, options: dict[str, Any], repeat: int) -> dict[str, Any]:
     # SIGTERM cancels the run like Ctrl-C does, so the finally clauses still clean up
-    task = asyncio.ensure_future(bench(model, device, options, repeat, text_image()))
+    task = asyncio.ensure_future(bench(model, device, options, repeat, text_png(TEXT)))
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     return await task
 

@@ -10,8 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.models.base import BadInput
 
-# 50 megapixels: a 7000 x 7000 scan fits, a decompression bomb (30000 x 30000) does not.
-MAX_PIXELS = 50_000_000
+from ipc.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -15,8 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from supervisor.errors import ClientError
 
-# Same limit as the engine's decoder (engine/images.py): a 7000 x 7000 scan passes, a bomb does not.
-MAX_PIXELS = 50_000_000
+from ipc.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,22 @@ def png_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def text_png(text: str = "Hello dsocr 2024", font_size: int = 32) -> bytes:
-    """Black text on white in PIL's built-in scalable font: a real image an OCR model can read."""
-    font = ImageFont.load_default(size=font_size)
-    width = int(font.getlength(text)) + 2 * font_size
-    img = Image.new("RGB", (width, 3 * font_size), "white")
-    ImageDraw.Draw(img).text((font_size, font_size), text, font=font, fill="black")
+def render_text(lines: list[str], size: int = 32) -> bytes:
+    """A PNG of ``lines`` in black on white, as a scanner would give it: a real image to read."""
+    font = ImageFont.load_default(size=size)  # PIL's built-in scalable font: no system font needed
+    width = max(int(font.getlength(line)) for line in lines) + 80
+    img = Image.new("RGB", (width, 40 + len(lines) * (size + 24)), "white")
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((40, 20 + i * (size + 24)), line, font=font, fill="black")
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+def text_png(text: str = "Hello dsocr 2024", font_size: int = 32) -> bytes:
+    """One line of text (see :func:`render_text`)."""
+    return render_text([text], font_size)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

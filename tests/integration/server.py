@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-from PIL import Image, ImageDraw, ImageFont
 
 from ipc.weights import PREFIX, list_segments, unlink_segment
+from tests import helpers
 from tests.helpers import pid_gone, wait_until  # noqa: F401  (wait_until: re-exported for tests)
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LINES = ["Invoice 2041 total 385.20", "Shipped to Berlin"]
 
 
 def render_text(lines: list[str] = LINES, size: int = 32) -> bytes:
-    """A PNG of ``lines`` in black on white, as a scanner would give it."""
-    font = ImageFont.truetype(FONT, size)
-    width = max(int(font.getlength(line)) for line in lines) + 80
-    img = Image.new("RGB", (width, 40 + len(lines) * (size + 24)), "white")
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((40, 20 + i * (size + 24)), line, font=font, fill="black")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    """The two invoice lines by default (see ``tests.helpers.render_text``)."""
+    return helpers.render_text(lines, size)
 
 
 def free_port() -> int:

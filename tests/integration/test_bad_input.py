@@ -360,12 +360,12 @@ async def test_undecodable_filename_still_gets_its_text(live: Live, session: aio
 def test_request_id_that_is_not_visible_ascii_is_replaced(live: Live) -> None:
     """A client's X-Request-ID goes into headers, JSON and logs: junk ones get a fresh id instead."""
     form = _multipart([], b"x.png", b"not an image")
-    for given in (b"\xff\xfe", "r\u00e9q-\u2603".encode(), b"a b", b"x" * 129):
-        status, headers, body = _raw_post(live.server.port, form, {b"X-Request-ID": given})
-        assert status == 400 and body["success"] is False, (given, status, body)
+    for sent_id in (b"\xff\xfe", "r\u00e9q-\u2603".encode(), b"a b", b"x" * 129):
+        status, headers, body = _raw_post(live.server.port, form, {b"X-Request-ID": sent_id})
+        assert status == 400 and body["success"] is False, (sent_id, status, body)
         rid = headers["x-request-id"]
-        assert rid == body["request_id"] and rid.isascii() and rid.isprintable() and len(rid) <= 128, (given, rid)
-        assert rid.encode() != given
+        assert rid == body["request_id"] and rid.isascii() and rid.isprintable() and len(rid) <= 128, (sent_id, rid)
+        assert rid.encode() != sent_id
     status, headers, body = _raw_post(live.server.port, form, {b"X-Request-ID": b"ok-id_1.2:3"})
     assert status == 400 and headers["x-request-id"] == body["request_id"] == "ok-id_1.2:3"
 

@@ -121,7 +121,7 @@ async def test_page_and_static_files_are_served_self_contained() -> None:
                 assert forbidden not in js, forbidden
             # what the page talks to exists
             for path in ("ocr", "gpu/status", "gpu/offload", "gpu/release"):
-                assert f'"{path}' in js or f"`{path}" in js or f"gpu/${{action}}" in js
+                assert f'"{path}' in js or f"`{path}" in js or "gpu/${action}" in js
 
             async with s.get(f"{server.url}/static/nothing.js") as resp:
                 assert resp.status == 404
