@@ -27,9 +27,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.sample import text_png  # noqa: E402
-from supervisor.lifecycle import ModelLifecycle  # noqa: E402
-from supervisor.settings import Settings  # noqa: E402
+from bench.sample import text_png
+from supervisor.lifecycle import ModelLifecycle
+from supervisor.settings import Settings
+
 
 class BaselineProcess:
     """``bench/baseline.py`` in a subprocess, one command at a time."""

@@ -27,10 +27,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ipc import protocol as p  # noqa: E402
-from ipc.weights import segment_name, unlink_segment  # noqa: E402
-from supervisor import gpus  # noqa: E402
-from supervisor.engine_handle import EngineHandle  # noqa: E402
+from ipc import protocol as p
+from ipc.weights import segment_name, unlink_segment
+from supervisor import gpus
+from supervisor.engine_handle import EngineHandle
 
 
 def nvml_bytes(pid: int | None) -> int:
@@ -147,7 +147,9 @@ def main() -> None:
     print(f"  restore, pinned segment            {r['restore_pinned_s']:8.3f} s  {r['restore_pinned_gbps']:6.1f} GB/s"
           f"  (segment registered: {r['segment_pinned']})")  # fmt: skip
     print(f"  restore, staged copy               {r['restore_staged_s']:8.3f} s  {r['restore_staged_gbps']:6.1f} GB/s")
-    print(f"  restore in a fresh engine, pinned  {r['restore_fresh_engine_pinned_s']:8.3f} s  (cudaHostRegister included)")
+    print(
+        f"  restore in a fresh engine, pinned  {r['restore_fresh_engine_pinned_s']:8.3f} s  (cudaHostRegister included)"
+    )
     print(f"  restore in a fresh engine, staged  {r['restore_fresh_engine_staged_s']:8.3f} s")
     print(f"  first load (disk -> shm -> device) {r['first_load_s']:8.3f} s")
     print(f"  offload                            {r['offload_s']:8.4f} s")

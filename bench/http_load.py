@@ -26,7 +26,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.sample import text_png  # noqa: E402
+from bench.sample import text_png
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -134,7 +135,11 @@ def main() -> None:
     ceiling = in_process(args.model, pictures, max(8, args.requests // 4))
     overhead = one["mean_s"] - ceiling["mean_s"]
     print(f"{'':24} {'req/s':>8} {'mean':>8} {'p50':>8} {'p95':>8} {'p99':>8}")
-    for name, r in (("in-process (ceiling)", ceiling), ("HTTP, 1 client", one), (f"HTTP, {args.clients} clients", many)):
+    for name, r in (
+        ("in-process (ceiling)", ceiling),
+        ("HTTP, 1 client", one),
+        (f"HTTP, {args.clients} clients", many),
+    ):
         print(f"{name:24} {r['throughput_rps']:8.2f} {r['mean_s']:8.3f} {r['p50_s']:8.3f} "
               f"{r.get('p95_s', float('nan')):8.3f} {r.get('p99_s', float('nan')):8.3f}")  # fmt: skip
     print(f"service overhead per request (1 client): {overhead * 1000:.1f} ms; errors: {many['errors'] or 'none'}")

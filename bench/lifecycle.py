@@ -147,8 +147,10 @@ def print_table(r: dict[str, Any]) -> None:
     for step in STEPS:
         low, high = r["spread_s"][step]
         print(f"  {step:<18}{r[f'{step}_s']:>10.4f}{low:>10.4f}{high:>10.4f}")
-    print(f"  (first inference after load {r['first_infer_s']:.4f} s; the engine's own load "
-          f"{r['engine_load_s']:.4f} s, of which checkpoint -> shared memory {r['engine_store_s']:.4f} s)")
+    print(
+        f"  (first inference after load {r['first_infer_s']:.4f} s; the engine's own load "
+        f"{r['engine_load_s']:.4f} s, of which checkpoint -> shared memory {r['engine_store_s']:.4f} s)"
+    )
 
 
 def main() -> None:

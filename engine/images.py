@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.models.base import BadInput
-
 from ipc.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
 
 

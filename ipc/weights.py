@@ -17,6 +17,7 @@ supervisor uses it too. dtypes are safetensors' names (``F32``, ``BF16``...).
 
 from __future__ import annotations
 
+import _posixshmem
 import mmap
 import os
 import re
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import _posixshmem
 import orjson
 
 PREFIX = "dsocr_"
@@ -189,6 +189,7 @@ class WeightStore:
         metadata: dict[str, Any] | None = None,
     ) -> WeightStore:  # fmt: skip
         """A sealed segment from in-memory tensors: (name, dtype, shape, bytes-like of the data)."""
+
         def fill(store: WeightStore) -> None:
             for entry, (_, _, _, data) in zip(store.entries, arrays):
                 src = memoryview(data).cast("B")

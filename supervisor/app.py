@@ -18,8 +18,8 @@ from aiohttp import web
 
 from ipc.weights import remove_orphans
 from supervisor import gpus
-from supervisor.errors import http_status
 from supervisor.device_room import DeviceRoom
+from supervisor.errors import http_status
 from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics, timing_middleware
 from supervisor.security import auth_middleware, headers_middleware

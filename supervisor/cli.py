@@ -51,31 +51,73 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=lambda: env_int("PORT", 8001), show_default="8001 or $PORT")
-@click.option("--model", "models", multiple=True, default=lambda: [os.environ.get("DSOCR_MODEL", "ppocr")],
-              show_default="ppocr or $DSOCR_MODEL", help="Model to serve (repeat for several).")
-@click.option("--device", default=lambda: os.environ.get("DSOCR_DEVICE", "auto"), show_default="auto",
-              help="auto | cpu | cuda | cuda:N (auto: the least used GPU, else the CPU).")
-@click.option("--idle-timeout", type=float, default=lambda: env_float("GPU_IDLE_TIMEOUT", 60.0),
-              show_default="60 or $GPU_IDLE_TIMEOUT", help="Seconds idle before the model is offloaded (0: never).")
-@click.option("--engine-idle-timeout", type=float, default=lambda: env_float("ENGINE_IDLE_TIMEOUT", 0.0),
-              show_default="0 or $ENGINE_IDLE_TIMEOUT",
-              help="Further idle seconds in 'cached' before the engine is stopped, freeing all GPU memory (0: never).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=lambda: [os.environ.get("DSOCR_MODEL", "ppocr")],
+    show_default="ppocr or $DSOCR_MODEL",
+    help="Model to serve (repeat for several).",
+)
+@click.option(
+    "--device",
+    default=lambda: os.environ.get("DSOCR_DEVICE", "auto"),
+    show_default="auto",
+    help="auto | cpu | cuda | cuda:N (auto: the least used GPU, else the CPU).",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=lambda: env_float("GPU_IDLE_TIMEOUT", 60.0),
+    show_default="60 or $GPU_IDLE_TIMEOUT",
+    help="Seconds idle before the model is offloaded (0: never).",
+)
+@click.option(
+    "--engine-idle-timeout",
+    type=float,
+    default=lambda: env_float("ENGINE_IDLE_TIMEOUT", 0.0),
+    show_default="0 or $ENGINE_IDLE_TIMEOUT",
+    help="Further idle seconds in 'cached' before the engine is stopped, freeing all GPU memory (0: never).",
+)
 @click.option("--offload-policy", type=click.Choice(OFFLOAD_POLICIES), default="idle", show_default=True)
-@click.option("--request-timeout", type=float, default=300.0, show_default=True,
-              help="An inference running longer is failed and its engine restarted.")
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="An inference running longer is failed and its engine restarted.",
+)
 @click.option("--queue-size", type=int, default=32, show_default=True, help="Requests that may wait.")
 @click.option("--max-upload-mb", type=float, default=50.0, show_default=True)
 @click.option("--pdf-dpi", type=int, default=144, show_default=True, help="Resolution PDF pages are rendered at.")
 @click.option("--max-pdf-pages", type=int, default=50, show_default=True)
-@click.option("--api-key", default=lambda: os.environ.get("DSOCR_API_KEY") or None, show_default="$DSOCR_API_KEY",
-              help="Require 'Authorization: Bearer KEY' on every route but /health and the page.")
+@click.option(
+    "--api-key",
+    default=lambda: os.environ.get("DSOCR_API_KEY") or None,
+    show_default="$DSOCR_API_KEY",
+    help="Require 'Authorization: Bearer KEY' on every route but /health and the page.",
+)
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Origin allowed to call the API from a browser.")
-@click.option("--engine-threads", type=int, default=lambda: env_int("DSOCR_ENGINE_THREADS", 0) or None,
-              show_default="cores / models", help="CPU threads per engine ($DSOCR_ENGINE_THREADS).")
-@click.option("--standby/--no-standby", default=True, show_default=True,
-              help="After an engine stop, keep a new engine ready (torch imported, no GPU memory).")
-@click.option("--model-option", "model_options", multiple=True, metavar="MODEL.KEY=VALUE",
-              help="An option for one model's adapter, e.g. synthetic.gb=2 (repeatable).")
+@click.option(
+    "--engine-threads",
+    type=int,
+    default=lambda: env_int("DSOCR_ENGINE_THREADS", 0) or None,
+    show_default="cores / models",
+    help="CPU threads per engine ($DSOCR_ENGINE_THREADS).",
+)
+@click.option(
+    "--standby/--no-standby",
+    default=True,
+    show_default=True,
+    help="After an engine stop, keep a new engine ready (torch imported, no GPU memory).",
+)
+@click.option(
+    "--model-option",
+    "model_options",
+    multiple=True,
+    metavar="MODEL.KEY=VALUE",
+    help="An option for one model's adapter, e.g. synthetic.gb=2 (repeatable).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,

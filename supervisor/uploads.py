@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from supervisor.errors import ClientError
-
 from ipc.limits import MAX_IMAGE_PIXELS as MAX_PIXELS
+from supervisor.errors import ClientError
 
 
 @dataclass(frozen=True)

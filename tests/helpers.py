@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ipc.weights import PREFIX, list_segments, segment_name, unlink_segment
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -30,10 +30,35 @@ BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", 
 SPECIAL = [BOS, EOS, PAD, "<image>"]
 # added but not "special": decoding keeps them, as the real tokenizer does for grounding output
 GROUNDING = ["<|grounding|>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>"]
-WORDS = (
-    "Convert the document to markdown. OCR this image. Free OCR. Parse figure. Describe in detail. "
-    "Locate Invoice total Berlin Shipped title text table # R & D"
-).split()
+WORDS = [
+    "Convert",
+    "the",
+    "document",
+    "to",
+    "markdown.",
+    "OCR",
+    "this",
+    "image.",
+    "Free",
+    "OCR.",
+    "Parse",
+    "figure.",
+    "Describe",
+    "in",
+    "detail.",
+    "Locate",
+    "Invoice",
+    "total",
+    "Berlin",
+    "Shipped",
+    "title",
+    "text",
+    "table",
+    "#",
+    "R",
+    "&",
+    "D",
+]
 GLOBAL_SIZE, TILE_SIZE, SAM_PATCH = 256, 192, 4
 
 

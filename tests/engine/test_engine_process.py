@@ -21,7 +21,14 @@ from ipc import protocol as p
 from ipc.weights import list_segments, unlink_segment
 from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle
 from tests.helpers import (  # noqa: F401  (shm is a fixture)
-    ROOT, SegmentGuard, child_env, pid_gone, png_with_size, shm, text_png, wait_until,
+    ROOT,
+    SegmentGuard,
+    child_env,
+    pid_gone,
+    png_with_size,
+    shm,
+    text_png,
+    wait_until,
 )  # fmt: skip
 
 MODEL = "synthetic"

@@ -181,7 +181,10 @@ def test_matches_onnxruntime(module: PPOCRModule) -> None:
     page = load_rgb("ppocr_page.png")[:, :, ::-1].astype(np.float32) / 127.5 - 1
     det_in = np.ascontiguousarray(page[:160, :352].transpose(2, 0, 1)[None])
     rec_in = np.ascontiguousarray(det_in[:, :, :48, :320])
-    for net, name, pixels in [(module.det, adapter_module.DET_ONNX, det_in), (module.rec, adapter_module.REC_ONNX, rec_in)]:
+    for net, name, pixels in [
+        (module.det, adapter_module.DET_ONNX, det_in),
+        (module.rec, adapter_module.REC_ONNX, rec_in),
+    ]:
         session = ort.InferenceSession(str(models / name), providers=["CPUExecutionProvider"])
         expected = session.run(None, {"x": pixels})[0]
         with torch.inference_mode():

@@ -16,7 +16,7 @@ import aiohttp
 
 from ipc.weights import PREFIX, list_segments, unlink_segment
 from tests import helpers
-from tests.helpers import pid_gone, wait_until  # noqa: F401  (wait_until: re-exported for tests)
+from tests.helpers import pid_gone, wait_until
 
 LINES = ["Invoice 2041 total 385.20", "Shipped to Berlin"]
 

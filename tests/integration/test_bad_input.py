@@ -551,7 +551,7 @@ def _chunked_upload(port: int, total: int, timeout: float = 60.0) -> tuple[int, 
         while not _complete(answer):  # the rest of the answer
             try:
                 data = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not data:
                 break

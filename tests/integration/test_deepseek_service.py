@@ -12,7 +12,14 @@ import aiohttp
 import pytest
 
 from tests.integration.server import (
-    get_json, pid_alive, post_json, post_ocr, render_text, running_server, segments_of, wait_until,
+    get_json,
+    pid_alive,
+    post_json,
+    post_ocr,
+    render_text,
+    running_server,
+    segments_of,
+    wait_until,
 )  # fmt: skip
 from tests.tiny_deepseek import build_tiny
 

@@ -22,7 +22,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ipc.weights import PREFIX
 from tests.integration.server import (
-    Server, get_json, pid_alive, post_json, post_ocr, render_text, running_server, segments_of, wait_until,
+    Server,
+    get_json,
+    pid_alive,
+    post_json,
+    post_ocr,
+    render_text,
+    running_server,
+    segments_of,
+    wait_until,
 )  # fmt: skip
 
 pytestmark = pytest.mark.timeout(240)
@@ -70,6 +78,7 @@ def kill(server: Server, pid: int) -> None:
 async def test_engine_killed_while_loading_leaves_nothing_and_the_next_request_loads() -> None:
     with running_server(*SLOW_BIND) as server:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+
             def engine_and_segment(st: dict) -> bool:
                 return st["engine_pid"] is not None and segments_of(server.pid) != []
 

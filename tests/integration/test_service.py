@@ -13,7 +13,15 @@ import pytest
 
 from ipc.weights import WeightStore, list_segments, segment_name, unlink_segment
 from tests.integration.server import (
-    LINES, get_json, pid_alive, post_json, post_ocr, render_text, running_server, segments_of, wait_until,
+    LINES,
+    get_json,
+    pid_alive,
+    post_json,
+    post_ocr,
+    render_text,
+    running_server,
+    segments_of,
+    wait_until,
 )  # fmt: skip
 
 EXPECTED = "\n".join(LINES)
@@ -198,6 +206,7 @@ async def test_sigterm_finishes_in_flight_request_and_leaves_nothing() -> None:
 
 def test_supervisor_killed_engine_exits_and_next_server_removes_segments() -> None:
     with running_server() as first:
+
         async def warm() -> None:
             async with aiohttp.ClientSession() as s:
                 assert (await post_ocr(s, first.url, TINY))[0] == 200
@@ -211,6 +220,7 @@ def test_supervisor_killed_engine_exits_and_next_server_removes_segments() -> No
         leftover = segments_of(first.pid)
         assert leftover  # the dead supervisor could not clean up...
         with running_server() as second:
+
             async def check() -> None:
                 async with aiohttp.ClientSession() as s:
                     await get_json(s, f"{second.url}/health")
@@ -221,6 +231,7 @@ def test_supervisor_killed_engine_exits_and_next_server_removes_segments() -> No
 
 def test_supervisor_does_not_import_torch_and_stays_small() -> None:
     with running_server() as server:
+
         async def go() -> int:
             async with aiohttp.ClientSession() as s:
                 assert (await post_ocr(s, server.url, PAGE))[0] == 200

@@ -18,7 +18,14 @@ import aiohttp
 import pytest
 
 from tests.integration.server import (
-    Server, child_pids, get_json, pid_alive, render_text, running_server, segments_of, wait_until,
+    Server,
+    child_pids,
+    get_json,
+    pid_alive,
+    render_text,
+    running_server,
+    segments_of,
+    wait_until,
 )  # fmt: skip
 
 pytestmark = pytest.mark.timeout(300)

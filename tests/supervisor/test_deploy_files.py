@@ -176,9 +176,13 @@ def test_compose_validates_the_file(tmp_path: Path) -> None:
     env_file.write_text(ENV_EXAMPLE.read_text().replace("NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_VISIBLE_DEVICES=3"))
     binary = compose_binary()
     assert binary
-    out = subprocess.run([*binary, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
-                         capture_output=True, text=True, timeout=60,
-                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})  # no PORT, HOST... from here
+    out = subprocess.run(
+        [*binary, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )  # no PORT, HOST... from here
     assert out.returncode == 0, out.stderr
     resolved = yaml.safe_load(out.stdout)["services"]["deepseek-ocr-gpu"]
     assert resolved["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["3"]

@@ -129,7 +129,7 @@ class Memory:
 @dataclass
 class Proc:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - NVML's name
+    usedGpuMemory: int | None
 
 
 Device = tuple[str, int, int, "list[Proc] | None"]  # name, used MiB, total MiB, processes (None: hidden)
@@ -145,7 +145,7 @@ class FakeNVML(types.ModuleType):
         self.devices = devices
         self.inits = 0
 
-    def nvmlInit(self) -> None:  # noqa: N802 - NVML's names from here on
+    def nvmlInit(self) -> None:
         if self.devices is None:
             raise FakeNVMLError("NVML Shared Library Not Found")
         self.inits += 1
@@ -154,22 +154,22 @@ class FakeNVML(types.ModuleType):
         assert self.devices is not None and self.inits > 0, "NVML used outside init/shutdown"
         return self.devices[i]
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.devices or [])
 
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
 
-    def nvmlDeviceGetUUID(self, i: int) -> bytes:  # noqa: N802
+    def nvmlDeviceGetUUID(self, i: int) -> bytes:
         return UUIDS[i].encode()  # older bindings answer bytes
 
-    def nvmlDeviceGetName(self, i: int) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, i: int) -> str:
         return self._device(i)[0]
 
-    def nvmlDeviceGetMemoryInfo(self, i: int) -> Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, i: int) -> Memory:
         return Memory(self._device(i)[1] * MiB, self._device(i)[2] * MiB)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, i: int) -> list[Proc]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, i: int) -> list[Proc]:
         procs = self._device(i)[3]
         if procs is None:
             raise FakeNVMLError("Not Supported")

@@ -58,9 +58,7 @@ def resolve_folder(model_path: str, download: bool = True) -> Path:
     except Exception as exc:  # not (fully) cached, whatever the hub's error type: try the network
         cached_error = exc
     if not download:
-        raise WeightsUnavailable(
-            f"deepseek-ocr-2: {model_path} is not in the hub cache {_hub_cache()}: {cached_error}"
-        )
+        raise WeightsUnavailable(f"deepseek-ocr-2: {model_path} is not in the hub cache {_hub_cache()}: {cached_error}")
     try:
         return Path(snapshot_download(model_path, allow_patterns=HUB_FILES))
     except Exception as exc:
@@ -108,9 +106,7 @@ def convert(folder: Path, target: Path, expected: set[str]) -> Path:
     from transformers import DeepseekOcr2ForConditionalGeneration
 
     log.info("converting %s to native tensor names in %s", folder, target)
-    model, info = DeepseekOcr2ForConditionalGeneration.from_pretrained(
-        folder, dtype="auto", output_loading_info=True
-    )
+    model, info = DeepseekOcr2ForConditionalGeneration.from_pretrained(folder, dtype="auto", output_loading_info=True)
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
     missing = set(info.get("missing_keys", ())) - tied
     if missing or info.get("mismatched_keys"):

@@ -74,9 +74,7 @@ class PPOCRAdapter(ModelAdapter):
         return {
             "text": text,
             "raw_text": text,
-            "lines": [
-                {"text": line.text, "box": line.box.tolist(), "score": line.score} for line in lines
-            ],
+            "lines": [{"text": line.text, "box": line.box.tolist(), "score": line.score} for line in lines],
             "boxes": [
                 {"label": line.text, "box": [*line.box.min(axis=0).tolist(), *line.box.max(axis=0).tolist()]}
                 for line in lines

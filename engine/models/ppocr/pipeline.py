@@ -52,8 +52,4 @@ def read_lines(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device)
         probs = module.rec(torch.from_numpy(batch).to(device)).last_hidden_state.cpu().numpy()
         for index, line_probs in zip(indices, probs):
             results[index] = ctc_decode(line_probs, module.characters)
-    return [
-        Line(text, box, score)
-        for box, (text, score) in zip(boxes, results)
-        if text.strip() and score >= MIN_SCORE
-    ]
+    return [Line(text, box, score) for box, (text, score) in zip(boxes, results) if text.strip() and score >= MIN_SCORE]
