@@ -39,6 +39,7 @@ class State(str, enum.Enum):
     RESIDENT = "resident"
     OFFLOADING = "offloading"
     RELEASING = "releasing"
+    FAILED = "failed"  # loads kept failing: requests get 503 until a release or a restart
 
 
 ALLOWED: dict[State, set[State]] = {
@@ -86,6 +87,8 @@ class ModelLifecycle:
         self._make_room = make_room or _no_room_needed
         self._lock = asyncio.Lock()
         self._pending = 0  # requests waiting or running
+        self.failure: str | None = None  # why the model is `failed`, for /gpu/status and /ready
+        self.refused_total = 0  # requests refused because the queue was full
         self.last_used = time.monotonic()
         self._cached_since: float | None = None
         self.device_memory = {"allocated": 0, "reserved": 0}
@@ -246,6 +249,7 @@ class ModelLifecycle:
     async def infer(self, image: bytes, options: dict[str, Any]) -> dict[str, Any]:
         """Run one inference, in arrival order; raises QueueFull when too many wait."""
         if self._pending > self.settings.queue_size:
+            self.refused_total += 1
             raise QueueFull(f"{self._pending} requests already waiting for {self.model}")
         self._pending += 1
         try:
@@ -409,4 +413,10 @@ class ModelLifecycle:
 
     @property
     def queue_depth(self) -> int:
+        """Requests waiting or running."""
         return self._pending
+
+    @property
+    def queue_waiting(self) -> int:
+        """Requests waiting for the engine (not the one it runs)."""
+        return max(0, self._pending - 1)
