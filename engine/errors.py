@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from engine import placement
-from engine.models.base import BadInput, Unsupported, WeightsUnavailable
-from engine.runtime import NotLoaded
+from ipc.errors import EngineError
 from ipc.protocol import WireError
 from ipc.weights import OutOfSharedMemory, StoreError
 
 
 def to_wire_error(exc: BaseException) -> WireError:
-    if isinstance(exc, Unsupported):
-        return WireError(WireError.UNSUPPORTED, str(exc))
-    if isinstance(exc, BadInput):
-        return WireError(WireError.BAD_INPUT, str(exc))
-    if isinstance(exc, NotLoaded):
-        return WireError(WireError.NOT_LOADED, str(exc))
-    if isinstance(exc, WeightsUnavailable):
-        return WireError(WireError.WEIGHTS_UNAVAILABLE, str(exc))
+    if isinstance(exc, EngineError):
+        return WireError(exc.wire, str(exc))
     if isinstance(exc, OutOfSharedMemory) or placement.is_out_of_memory(exc):
         return WireError(WireError.OUT_OF_MEMORY, str(exc))
     if isinstance(exc, (StoreError, placement.PlacementError)):

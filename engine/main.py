@@ -2,9 +2,11 @@
 
 Started by the supervisor (``supervisor.engine_handle``) with the ``spawn`` method. Two threads:
 
-- the reader thread receives frames; ``stats`` is answered at once (so status works while an
-  inference runs), everything else is queued in order;
-- the main thread runs the queue one message at a time on ``EngineRuntime``.
+- the reader thread only moves bytes: it receives frames, answers ``stats`` at once from the last
+  snapshot the main thread published (so status works while an inference runs, and the reader
+  never reads the runtime's structures while the main thread changes them), and queues the rest;
+- the main thread runs the queue one message at a time on ``EngineRuntime`` and publishes a new
+  snapshot after each.
 
 The process exits when its pipe closes (EOF), when it is told to shut down, or when its parent
 dies (``PR_SET_PDEATHSIG`` plus a parent-pid watchdog): an orphan never keeps GPU memory.
@@ -27,6 +29,9 @@ from ipc import protocol as p
 log = logging.getLogger("dsocr.engine")
 
 _PARENT_POLL_S = 0.5
+# partial text is coalesced: at most one message per item per interval, each of bounded size
+PARTIAL_INTERVAL_S = 0.05
+PARTIAL_MAX_CHARS = 16 * 1024
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -54,8 +59,21 @@ class EngineLoop:
         self.runtime = EngineRuntime()
         self.inbox: queue.Queue[p.Message | None] = queue.Queue()
         self._send_lock = threading.Lock()
+        self._snapshot: dict[str, Any] = {}
+        self._busy_since: float | None = None
+        self.publish()
 
-    def send(self, reply: p.Reply) -> None:
+    def publish(self) -> None:
+        """Replace the stats snapshot (one reference assignment: the reader sees old or new, whole)."""
+        self._snapshot = self.runtime.stats()
+
+    def stats(self) -> dict[str, Any]:
+        snapshot = dict(self._snapshot)
+        since = self._busy_since
+        snapshot["busy_s"] = None if since is None else time.perf_counter() - since
+        return snapshot
+
+    def send(self, reply: p.Message) -> None:
         frame = p.encode(reply)
         with self._send_lock:
             self.conn.send_bytes(frame)
@@ -71,7 +89,7 @@ class EngineLoop:
                     log.error("dropping malformed frame: %s", exc)
                     continue
                 if isinstance(msg, p.Stats):
-                    self.send(p.reply_ok(msg, **self.runtime.stats()))
+                    self.send(p.reply_ok(msg, **self.stats()))
                 else:
                     self.inbox.put(msg)
         except (EOFError, OSError):
@@ -86,7 +104,12 @@ class EngineLoop:
             if msg is None:
                 log.info("pipe closed; engine %d exits", os.getpid())
                 return 0
-            reply = self.handle(msg)
+            self._busy_since = time.perf_counter()
+            try:
+                reply = self.handle(msg)
+            finally:
+                self._busy_since = None
+                self.publish()
             try:
                 self.send(reply)
             except (OSError, ValueError):
@@ -110,6 +133,8 @@ class EngineLoop:
                 result = rt.offload(msg.model)
             elif isinstance(msg, p.Infer):
                 result = rt.infer(msg.model, msg.image, msg.options)
+            elif isinstance(msg, p.InferBatch):
+                result = self.infer_batch(msg)
             elif isinstance(msg, p.Shutdown):
                 rt.close()
                 result = {}
@@ -123,6 +148,49 @@ class EngineLoop:
             return p.Reply(id=msg.id, request=msg.kind, error=error)
         log.debug("%s %d done in %.3fs", msg.kind.value, msg.id, time.perf_counter() - t0)
         return p.reply_ok(msg, **result)
+
+    def infer_batch(self, msg: p.InferBatch) -> dict[str, Any]:
+        from engine.errors import to_wire_error
+
+        partials = _PartialSender(self, msg.id) if msg.stream else None
+        answers = self.runtime.infer_batch(msg.model, msg.images, msg.options, partials)
+        if partials is not None:
+            partials.flush()
+        results: list[dict[str, Any]] = []
+        for answer in answers:
+            if isinstance(answer, Exception):
+                error = to_wire_error(answer)
+                log.info("infer_batch %d: one request failed: %s: %s", msg.id, error.type, error.message)
+                results.append({"error": error.to_dict()})
+            else:
+                results.append(answer)
+        return {"results": results}
+
+
+class _PartialSender:
+    """Coalesces streamed text per item: one Partial per item per interval, each bounded in size."""
+
+    def __init__(self, loop: EngineLoop, request_id: int) -> None:
+        self.loop, self.request_id = loop, request_id
+        self.buffers: dict[int, list[str]] = {}
+        self.last = 0.0
+
+    def __call__(self, index: int, text: str) -> None:
+        if text:
+            self.buffers.setdefault(index, []).append(text)
+        if time.perf_counter() - self.last >= PARTIAL_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.perf_counter()
+        buffers, self.buffers = self.buffers, {}
+        for index, parts in buffers.items():
+            text = "".join(parts)
+            for start in range(0, len(text), PARTIAL_MAX_CHARS):
+                try:
+                    self.loop.send(p.Partial(self.request_id, index, text[start : start + PARTIAL_MAX_CHARS]))
+                except (OSError, ValueError):
+                    return  # the supervisor is gone; the main loop finds out on its next send
 
 
 def main(conn: Any, parent_pid: int, log_level: str = "INFO", threads: int | None = None) -> None:

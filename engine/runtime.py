@@ -21,14 +21,11 @@ import torch
 from engine import placement
 from engine.images import decode_image
 from engine.models import create_adapter
-from engine.models.base import BadInput, ModelAdapter, Unsupported
+from engine.models.base import BadInput, ModelAdapter, PartialCallback, Unsupported
+from ipc.errors import NotLoaded
 from ipc.weights import WeightStore, unlink_segment
 
 log = logging.getLogger("dsocr.engine")
-
-
-class NotLoaded(RuntimeError):
-    """An inference or offload for a model that is not resident in this engine."""
 
 
 @dataclass
@@ -168,6 +165,53 @@ class EngineRuntime:
         result["timing"] = {"decode_s": t_decode - t0, "infer_s": time.perf_counter() - t_decode}
         result["device_memory"] = placement.device_memory(loaded.device)
         return result
+
+    def infer_batch(
+        self, model: str, images: list[bytes], options: list[dict[str, Any]],
+        on_partial: PartialCallback | None = None,
+    ) -> list[dict[str, Any] | Exception]:  # fmt: skip
+        """Several requests in one go: item ``i`` is image ``i``'s result or the exception that
+        failed it alone (an undecodable image fails its own request, not the batch)."""
+        loaded = self.models.get(model)
+        if loaded is None or not loaded.resident:
+            raise NotLoaded(f"model {model} is not resident in this engine")
+        t0 = time.perf_counter()
+        results: list[dict[str, Any] | Exception | None] = [None] * len(images)
+        arrays, opts, where = [], [], []
+        for i, (image, option) in enumerate(zip(images, options)):
+            try:
+                arrays.append(decode_image(image))
+            except Exception as exc:
+                results[i] = exc
+                continue
+            opts.append(option)
+            where.append(i)
+        t_decode = time.perf_counter()
+
+        def partial(index: int, text: str) -> None:
+            if on_partial is not None:
+                on_partial(where[index], text)
+
+        self.busy_since = t0
+        try:
+            with torch.inference_mode():
+                answers = loaded.adapter.infer_batch(loaded.module, arrays, opts, loaded.device, partial)
+        finally:
+            self.busy_since = None
+        t_end = time.perf_counter()
+        memory = placement.device_memory(loaded.device)
+        for index, array, answer in zip(where, arrays, answers):
+            if isinstance(answer, dict):
+                h, w = array.shape[:2]
+                answer.setdefault("image_dims", {"w": w, "h": h})
+                answer["timing"] = {"decode_s": t_decode - t0, "infer_s": t_end - t_decode, "batch": len(arrays)}
+                answer["device_memory"] = memory
+            results[index] = answer
+        return results  # type: ignore[return-value]
+
+    def batch_limit(self, model: str) -> int:
+        loaded = self.models.get(model)
+        return 1 if loaded is None else max(1, loaded.adapter.batch_limit(loaded.device))
 
     # -- introspection --------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ class Kind(str, enum.Enum):
     RESTORE = "restore"
     OFFLOAD = "offload"
     INFER = "infer"
+    INFER_BATCH = "infer_batch"
+    PARTIAL = "partial"
     STATS = "stats"
     PREPARE = "prepare"
     SHUTDOWN = "shutdown"
@@ -96,6 +98,40 @@ class Infer(Message):
 
     def payload_bytes(self) -> bytes:
         return self.image
+
+
+@dataclass
+class InferBatch(Message):
+    """Run the resident model on several images at once (one ``generate`` for a batching model).
+
+    ``images`` travel as the payload, one after another, ``sizes`` giving each one's length. The
+    reply's result is ``{"results": [...]}``, one item per image: its result, or
+    ``{"error": {"type", "message"}}`` when that image alone failed. With ``stream``, the engine
+    sends :class:`Partial` messages with the request's id while it generates.
+    """
+
+    model: str
+    options: list[dict[str, Any]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    stream: bool = False
+    images: list[bytes] = field(default_factory=list)
+    kind: ClassVar[Kind] = Kind.INFER_BATCH
+
+    def payload_bytes(self) -> bytes:
+        return b"".join(self.images)
+
+
+@dataclass
+class Partial(Message):
+    """Engine -> supervisor, not a reply: text generated so far for item ``index`` of request ``id``.
+
+    ``text`` is the new text since the previous partial of that item; the engine coalesces tokens
+    so that partials stay few (see ``engine.main``). The final reply still carries the whole text.
+    """
+
+    index: int = 0
+    text: str = ""
+    kind: ClassVar[Kind] = Kind.PARTIAL
 
 
 @dataclass
@@ -165,7 +201,7 @@ class Reply(Message):
 
 
 _BY_KIND: dict[Kind, type[Message]] = {
-    cls.kind: cls for cls in (Load, Restore, Offload, Infer, Prepare, Stats, Shutdown, Reply)
+    cls.kind: cls for cls in (Load, Restore, Offload, Infer, InferBatch, Partial, Prepare, Stats, Shutdown, Reply)
 }
 
 
@@ -175,6 +211,11 @@ def encode(msg: Message) -> bytes:
     payload = msg.payload_bytes()
     if isinstance(msg, Infer):
         fields.pop("image")
+    if isinstance(msg, InferBatch):
+        fields.pop("images")
+        fields["sizes"] = [len(image) for image in msg.images]
+        if len(msg.options) != len(msg.images):
+            raise ProtocolError(f"{len(msg.options)} option sets for {len(msg.images)} images")
     if isinstance(msg, Reply) and msg.error is not None:
         fields["error"] = msg.error.to_dict()
     fields["kind"] = msg.kind.value
@@ -212,10 +253,26 @@ def decode(frame: bytes) -> Message:
         raise ProtocolError(f"bad header: {exc!r}") from None
     if cls is Infer:
         fields["image"] = bytes(memoryview(frame)[end:])
+    elif cls is InferBatch:
+        fields["images"] = _split_payload(frame, end, fields.get("sizes"), fields.get("options"))
     try:
         return cls(**fields)
     except TypeError as exc:
         raise ProtocolError(f"bad fields for {cls.__name__}: {exc}") from None
+
+
+def _split_payload(frame: bytes, start: int, sizes: Any, options: Any) -> list[bytes]:
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes):
+        raise ProtocolError("infer_batch: sizes must be a list of byte counts")
+    if not isinstance(options, list) or len(options) != len(sizes):
+        raise ProtocolError("infer_batch: one option set per image is needed")
+    if start + sum(sizes) != len(frame):
+        raise ProtocolError(f"infer_batch: sizes add up to {sum(sizes)}, payload is {len(frame) - start} bytes")
+    view, images = memoryview(frame), []
+    for size in sizes:
+        images.append(bytes(view[start : start + size]))
+        start += size
+    return images
 
 
 def reply_ok(request: Message, **result: Any) -> Reply:

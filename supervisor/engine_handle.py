@@ -1,17 +1,23 @@
 """The supervisor's handle on one engine process: spawn, request, kill, reap.
 
-The engine is started by module name (``engine.main``) with the ``spawn`` method of
-``multiprocess``, so the supervisor never imports torch. One duplex pipe carries framed messages
-(``ipc.protocol``). A reader thread turns replies into the results of asyncio futures, so the
-event loop never blocks on the pipe; sends run in a worker thread for the same reason.
+A *launcher* starts the process and returns it with its pipe (``spawn_launcher``: the ``spawn``
+method of ``multiprocess``, by module name, so the supervisor never imports torch; the zygote's
+launcher forks it from a process that has torch imported already). One duplex pipe carries framed
+messages (``ipc.protocol``). A reader thread turns replies into the results of asyncio futures, so
+the event loop never blocks on the pipe; sends run in a worker thread for the same reason. The
+engine's stderr goes through a pipe of ours: its lines are copied to our stderr, and the last ones
+are kept so that an engine that dies can say why.
 
 A request that fails in the engine raises :class:`EngineFailure` (the engine lives on); a dead
-engine fails every pending request with :class:`EngineDead`.
+engine fails every pending request with :class:`EngineDead`. ``spawn`` is cancellation-safe: a
+spawn that is cancelled or fails kills the child it started before it re-raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import importlib
 import itertools
 import logging
@@ -21,39 +27,60 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import multiprocess
 
 from ipc import protocol as p
+from ipc.errors import EngineDead, EngineFailure
+from supervisor.children import ChildRegistry
 
 log = logging.getLogger("dsocr.supervisor.engine")
 
 ENGINE_MODULE = "engine.main"
+STDERR_TAIL_LINES = 20
+
+__all__ = ["EngineDead", "EngineFailure", "EngineHandle", "Launched", "spawn_launcher"]
 
 
-class EngineDead(RuntimeError):
-    """The engine process exited (or was killed) before answering."""
+class EngineProcess(Protocol):
+    """What the handle needs of a process (``multiprocess.Process`` has it; so does a forked one)."""
 
-    def __init__(self, message: str, exitcode: int | None = None) -> None:
-        super().__init__(message)
-        self.exitcode = exitcode
-
-
-class EngineFailure(RuntimeError):
-    """The engine answered a request with an error; ``type`` is a ``WireError`` type."""
-
-    def __init__(self, error: p.WireError) -> None:
-        super().__init__(error.message)
-        self.type = error.type
-        self.message = error.message
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def exitcode(self) -> int | None: ...
+    def is_alive(self) -> bool: ...
+    def kill(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
 
 
-def _engine_entry(module: str, conn: Any, parent_pid: int, log_level: str, threads: int | None) -> None:
-    # Runs in the child: the engine is imported here, by name, never in the supervisor.
-    importlib.import_module(module).main(conn, parent_pid, log_level, threads)
+@dataclass
+class EngineSpec:
+    parent_pid: int
+    log_level: str
+    threads: int | None
+
+
+@dataclass
+class Launched:
+    process: EngineProcess
+    conn: Any  # the supervisor's end of the duplex pipe (multiprocess Connection)
+    stderr_fd: int | None  # read end of the engine's stderr, or None when it is not ours
+
+
+Launcher = Callable[[EngineSpec], Launched]  # blocking: runs in a worker thread
+
+
+def _engine_entry(module: str, conn: Any, err: Any, spec: EngineSpec) -> None:
+    # Runs in the child: stderr into our pipe, then the engine is imported here, by name.
+    if err is not None:
+        os.dup2(err.fileno(), 2)
+        err.close()
+    importlib.import_module(module).main(conn, spec.parent_pid, spec.log_level, spec.threads)
 
 
 @contextmanager
@@ -71,6 +98,23 @@ def _main_module_hidden() -> Iterator[None]:
         sys.modules["__main__"] = real
 
 
+def spawn_launcher(spec: EngineSpec) -> Launched:
+    """A fresh interpreter (``spawn``): imports torch itself, so it takes about a second."""
+    ctx = multiprocess.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe(duplex=True)
+    err_read, err_write = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_engine_entry, args=(ENGINE_MODULE, child_conn, err_write, spec), name="dsocr-engine", daemon=True
+    )
+    with _main_module_hidden():
+        process.start()
+    child_conn.close()  # only the child holds its end: its exit gives us EOF
+    err_write.close()
+    stderr_fd = os.dup(err_read.fileno())
+    err_read.close()
+    return Launched(process, parent_conn, stderr_fd)
+
+
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
         return "stopped"
@@ -82,22 +126,39 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-class EngineHandle:
-    """One engine process. Not reusable: after it dies, make a new handle (``respawn`` does)."""
+PartialHandler = Callable[[int, str], None]
 
-    def __init__(self, log_level: str = "INFO", boot_timeout: float = 120.0, threads: int | None = None) -> None:
+
+class EngineHandle:
+    """One engine process. Not reusable: after it dies, make a new handle."""
+
+    def __init__(
+        self,
+        log_level: str = "INFO",
+        boot_timeout: float = 120.0,
+        threads: int | None = None,
+        launcher: Launcher | None = None,
+        registry: ChildRegistry | None = None,
+        model: str | None = None,
+    ) -> None:
         self.log_level = log_level
         self.threads = threads
         self.boot_timeout = boot_timeout
-        self._process: Any = None
+        self.model = model
+        self._launcher = launcher or spawn_launcher
+        self._registry = registry
+        self._process: EngineProcess | None = None
         self._conn: Any = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[p.Reply]] = {}
+        self._partials: dict[int, PartialHandler] = {}
         self._send_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead: EngineDead | None = None
         self._stopping = False  # a death we asked for is logged as such, not as a fault
-        self.started_at: float | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_done = threading.Event()
+        self.spawn_seconds: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -107,33 +168,89 @@ class EngineHandle:
     def alive(self) -> bool:
         return self._process is not None and self._dead is None and self._process.is_alive()
 
+    @property
+    def stderr_tail(self) -> list[str]:
+        return list(self._stderr_tail)
+
     async def spawn(self) -> None:
-        """Start the engine and wait until it answers (torch imported, ready for work)."""
+        """Start the engine and wait until it answers. Cancelled or failed: the child is killed."""
         t0 = time.perf_counter()
         self._loop = asyncio.get_running_loop()
-        ctx = multiprocess.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        self._process = ctx.Process(
-            target=_engine_entry,
-            args=(ENGINE_MODULE, child_conn, os.getpid(), self.log_level, self.threads),
-            name="dsocr-engine",
-            daemon=True,
-        )
-        with _main_module_hidden():
-            self._process.start()
-        child_conn.close()  # only the child holds its end: its exit gives us EOF
-        self._conn = parent_conn
-        self.started_at = time.monotonic()
-        threading.Thread(target=self._read, name=f"engine-reader-{self.pid}", daemon=True).start()
+        spec = EngineSpec(os.getpid(), self.log_level, self.threads)
+        # the launch runs to its end even if we are cancelled meanwhile: then we own a child to kill
+        launch = asyncio.ensure_future(asyncio.to_thread(self._launcher, spec))
+        try:
+            launched = await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                self._adopt(await launch)
+                await self.kill()
+            raise
+        self._adopt(launched)
         try:
             await self.request(p.Stats(id=0), timeout=self.boot_timeout)
-        except (EngineDead, asyncio.TimeoutError) as exc:
+        except BaseException as exc:
             await self.kill()
-            raise EngineDead(f"engine {self.pid} failed to start: {exc or 'timed out'}") from None
-        log.info("engine %d spawned in %.2fs", self.pid, time.perf_counter() - t0)
+            if isinstance(exc, (EngineDead, asyncio.TimeoutError)):
+                raise self._boot_failure(exc) from None
+            raise
+        self.spawn_seconds = time.perf_counter() - t0
+        log.info("engine %d started in %.3fs", self.pid, self.spawn_seconds)
 
-    async def request(self, msg: p.Message, timeout: float | None = None) -> dict[str, Any]:
-        """Send ``msg`` (its id is assigned here) and return the reply's result."""
+    def _boot_failure(self, exc: BaseException) -> EngineDead:
+        self._stderr_done.wait(1.0)  # the last lines of a crashing engine say why
+        tail = self.stderr_tail
+        why = str(exc) or "timed out"
+        if tail:
+            why += "; its last output: " + " | ".join(tail[-5:])
+        return EngineDead(f"engine {self.pid} failed to start: {why}")
+
+    def _adopt(self, launched: Launched) -> None:
+        self._process, self._conn = launched.process, launched.conn
+        if self._registry is not None and launched.process.pid is not None:
+            self._registry.add(launched.process.pid, "engine", self.model)
+        if launched.stderr_fd is not None:
+            threading.Thread(target=self._copy_stderr, args=(launched.stderr_fd,), daemon=True,
+                             name=f"engine-stderr-{self.pid}").start()  # fmt: skip
+        else:
+            self._stderr_done.set()
+        threading.Thread(target=self._read, name=f"engine-reader-{self.pid}", daemon=True).start()
+
+    def _copy_stderr(self, fd: int) -> None:
+        """Engine stderr -> our stderr, line by line, keeping the last lines for error messages."""
+        buffered = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                buffered += chunk
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    self._emit_stderr(line)
+                if len(buffered) > 65536:  # a line without end: do not grow without bound
+                    self._emit_stderr(buffered)
+                    buffered = b""
+        except OSError:
+            pass
+        finally:
+            if buffered:
+                self._emit_stderr(buffered)
+            os.close(fd)
+            self._stderr_done.set()
+
+    def _emit_stderr(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip()
+        if text:
+            self._stderr_tail.append(text[:500])
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    async def request(
+        self, msg: p.Message, timeout: float | None = None, on_partial: PartialHandler | None = None
+    ) -> dict[str, Any]:
+        """Send ``msg`` (its id is assigned here) and return the reply's result.
+
+        ``on_partial(index, text)`` is called in the event loop for each partial the engine sends.
+        """
         if self._dead is not None:
             raise self._dead
         if self._conn is None or self._loop is None:
@@ -141,12 +258,15 @@ class EngineHandle:
         msg.id = next(self._ids)
         future: asyncio.Future[p.Reply] = self._loop.create_future()
         self._pending[msg.id] = future
+        if on_partial is not None:
+            self._partials[msg.id] = on_partial
         try:
             frame = p.encode(msg)
             await asyncio.to_thread(self._send, frame)
             reply = await asyncio.wait_for(asyncio.shield(future), timeout)
         finally:
             self._pending.pop(msg.id, None)
+            self._partials.pop(msg.id, None)
         if reply.error is not None:
             raise EngineFailure(reply.error)
         return reply.result or {}
@@ -159,29 +279,42 @@ class EngineHandle:
             raise self._dead or EngineDead(f"engine {self.pid} pipe broken: {exc}") from None
 
     def _read(self) -> None:
-        """Reader thread: replies to futures; on EOF, fail everything pending."""
+        """Reader thread: replies to futures, partials to their handlers; on EOF, fail everything."""
         conn, loop = self._conn, self._loop
+        assert loop is not None and self._process is not None
         try:
             while True:
-                reply = p.decode(conn.recv_bytes())
-                if isinstance(reply, p.Reply):
-                    loop.call_soon_threadsafe(self._resolve, reply)
-        except (EOFError, OSError, p.ProtocolError):
-            pass
+                msg = p.decode(conn.recv_bytes())
+                if isinstance(msg, p.Reply):
+                    loop.call_soon_threadsafe(self._resolve, msg)
+                elif isinstance(msg, p.Partial):
+                    loop.call_soon_threadsafe(self._partial, msg)
+        except (EOFError, OSError, p.ProtocolError, RuntimeError):
+            pass  # RuntimeError: the event loop closed under us
         conn.close()  # closed here, by its only reader, so no other thread reads a reused fd
         self._process.join(timeout=5)  # the exit code says why it died
+        self._stderr_done.wait(1.0)
         exitcode = self._process.exitcode
         verb = "exited" if self._stopping else "died"
-        dead = EngineDead(f"engine {self.pid} {verb} ({describe_exit(exitcode)})", exitcode)
-        try:
+        message = f"engine {self.pid} {verb} ({describe_exit(exitcode)})"
+        if not self._stopping and self.stderr_tail:
+            message += "; its last output: " + " | ".join(self.stderr_tail[-5:])
+        dead = EngineDead(message, exitcode)
+        with contextlib.suppress(RuntimeError):  # the event loop is already closed
             loop.call_soon_threadsafe(self._fail_all, dead)
-        except RuntimeError:
-            pass  # the event loop is already closed
 
     def _resolve(self, reply: p.Reply) -> None:
         future = self._pending.get(reply.id)
         if future is not None and not future.done():
             future.set_result(reply)
+
+    def _partial(self, partial: p.Partial) -> None:
+        handler = self._partials.get(partial.id)
+        if handler is not None:
+            try:
+                handler(partial.index, partial.text)
+            except Exception:  # a consumer's fault must not break the pipe reader
+                log.exception("partial handler for request %d failed", partial.id)
 
     def _fail_all(self, dead: EngineDead) -> None:
         if self._dead is None:
@@ -200,8 +333,11 @@ class EngineHandle:
         pid = self.pid
         self._stopping = True
         if self._process.is_alive():
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError, OSError):
+                self._process.kill()
         await asyncio.to_thread(self._process.join, 10)
+        if not self._process.is_alive() and self._registry is not None:
+            self._registry.remove(pid)
         self._fail_all(EngineDead(f"engine {pid} was stopped", self._process.exitcode))
         log.info("engine %d stopped in %.3fs", pid, time.perf_counter() - t0)
         return self._process.exitcode
@@ -212,7 +348,7 @@ class EngineHandle:
         if self.alive:
             try:
                 await self.request(p.Shutdown(id=0), timeout=timeout)
-                await asyncio.to_thread(self._process.join, timeout)
+                await asyncio.to_thread(self._process.join, timeout)  # type: ignore[union-attr]
             except (EngineDead, EngineFailure, asyncio.TimeoutError):
                 pass
         await self.kill()

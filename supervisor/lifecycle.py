@@ -44,12 +44,13 @@ class State(str, enum.Enum):
 
 ALLOWED: dict[State, set[State]] = {
     State.UNLOADED: {State.LOADING, State.RELEASING},
-    State.LOADING: {State.RESIDENT, State.UNLOADED},
+    State.LOADING: {State.RESIDENT, State.UNLOADED, State.FAILED},
     State.RESIDENT: {State.OFFLOADING, State.CACHED, State.RELEASING},
     State.OFFLOADING: {State.CACHED},
     State.CACHED: {State.RESTORING, State.LOADING, State.RELEASING},
     State.RESTORING: {State.RESIDENT, State.CACHED},
     State.RELEASING: {State.UNLOADED},
+    State.FAILED: {State.RELEASING},
 }
 
 

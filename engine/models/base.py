@@ -9,27 +9,20 @@ everything else: the segment, the device, the state.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ipc.errors import BadInput, UnknownModel, Unsupported, WeightsUnavailable
 
-class BadInput(ValueError):
-    """The request is wrong (unsupported prompt type, undecodable image...): the client's fault."""
-
-
-class Unsupported(BadInput):
-    """The request asks for something this model cannot do (a prompt type of another model)."""
+__all__ = ["BadInput", "ModelAdapter", "PartialCallback", "UnknownModel", "Unsupported", "WeightsUnavailable"]
 
 
-class UnknownModel(BadInput):
-    """A model name no adapter answers to."""
-
-
-class WeightsUnavailable(RuntimeError):
-    """The weights for the first load cannot be found or made; the message says where we looked."""
+# (index of the request in its batch, text generated since the last call): token streaming
+PartialCallback = Callable[[int, str], None]
 
 
 class ModelAdapter(abc.ABC):
@@ -70,3 +63,29 @@ class ModelAdapter(abc.ABC):
         (``[{"text", "box": [[x, y] x 4], "score"}]``, reading order) and ``boxes``
         (``[{"label", "box": [x1, y1, x2, y2]}]`` in image pixels).
         """
+
+    def batch_limit(self, device: torch.device) -> int:
+        """How many requests ``infer_batch`` takes at once on ``device`` (1: no batching)."""
+        return 1
+
+    def infer_batch(
+        self,
+        module: torch.nn.Module,
+        images: list[np.ndarray],
+        options: list[dict[str, Any]],
+        device: torch.device,
+        on_partial: PartialCallback | None = None,
+    ) -> list[dict[str, Any] | Exception]:
+        """Run several requests; item ``i`` answers ``images[i]``: its result, or the exception
+        that failed that request alone (one bad request never fails the others).
+
+        The default runs them one by one; adapters that gain from batching override it and must
+        give exactly the results of the one-by-one run. ``on_partial`` streams text as it is made.
+        """
+        results: list[dict[str, Any] | Exception] = []
+        for image, opts in zip(images, options):
+            try:
+                results.append(self.infer(module, image, opts, device))
+            except Exception as exc:
+                results.append(exc)
+        return results
