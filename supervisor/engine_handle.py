@@ -72,7 +72,7 @@ class Launched:
     stderr_fd: int | None  # read end of the engine's stderr, or None when it is not ours
 
 
-Launcher = Callable[[EngineSpec], Launched]  # blocking: runs in a worker thread
+Launcher = Callable[[EngineSpec], Launched]  # quick (tens of ms): runs in the event loop thread
 
 
 def _engine_entry(module: str, conn: Any, err: Any, spec: EngineSpec) -> None:
@@ -177,15 +177,10 @@ class EngineHandle:
         t0 = time.perf_counter()
         self._loop = asyncio.get_running_loop()
         spec = EngineSpec(os.getpid(), self.log_level, self.threads)
-        # the launch runs to its end even if we are cancelled meanwhile: then we own a child to kill
-        launch = asyncio.ensure_future(asyncio.to_thread(self._launcher, spec))
-        try:
-            launched = await asyncio.shield(launch)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                self._adopt(await launch)
-                await self.kill()
-            raise
+        # launched in the event loop's thread, with no await before it is adopted: a cancellation
+        # cannot fall between the start and the handle knowing its child (and PR_SET_PDEATHSIG
+        # watches the thread that forked: a worker thread could exit and take the engine with it)
+        launched = self._launcher(spec)
         self._adopt(launched)
         try:
             await self.request(p.Stats(id=0), timeout=self.boot_timeout)
