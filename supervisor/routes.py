@@ -215,6 +215,16 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
+async def static(request: web.Request) -> web.StreamResponse:
+    """Files of the page; a missing one is a JSON 404 like every other error (aiohttp's static
+    route answers an empty octet-stream 404 from inside the file response)."""
+    root = WEB_DIR.resolve()
+    path = (root / request.match_info["path"]).resolve()
+    if root not in path.parents or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 async def metrics(request: web.Request) -> web.Response:
     return request.app[SERVICE].metrics.render()
 
@@ -229,5 +239,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/gpu/stop", gpu_stop)
     app.router.add_post("/gpu/load", gpu_load)
     app.router.add_post("/ocr", ocr)
-    if WEB_DIR.is_dir():
-        app.router.add_static("/static/", WEB_DIR, show_index=False)
+    app.router.add_get("/static/{path:.+}", static)

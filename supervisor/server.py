@@ -1,8 +1,10 @@
 """Running the app: our own runner, so that the connection layer is bounded and speaks JSON.
 
 aiohttp's ``run_app`` would do, but for what it does not let us set:
-- a cap on open connections: beyond it a new connection gets a canned 503 and is closed, so
-  descriptors never run out (at 1,024 of them asyncio logged a traceback per failed accept);
+- a cap on open connections, so descriptors never run out (at 1,024 of them asyncio logged a
+  traceback per failed accept): at the cap, a new connection takes the place of the oldest idle
+  one (nginx reuses keep-alive connections the same way), so a crowd of idle sockets cannot lock
+  out ``/health``; only when every connection is busy is the new one answered 503 and closed;
 - parser-level errors (a malformed request line, ``GET *``, bad headers) answered as JSON with an
   ``X-Request-ID`` and the security headers, logged in one line, not as a traceback;
 - no ``Server: Python/3.x aiohttp/3.y`` version banner;
@@ -56,11 +58,18 @@ class _Handler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         manager = self._manager
-        if isinstance(manager, _CappedServer) and len(manager.connections) >= manager.max_connections:
+        full = isinstance(manager, _CappedServer) and len(manager.connections) >= manager.max_connections
+        if full and not manager.evict_idle():  # type: ignore[union-attr]
             self._manager = None  # never registered: connection_lost has nothing to undo
-            manager.refuse(transport)
+            manager.refuse(transport)  # type: ignore[union-attr]
             return
         super().connection_made(transport)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request (none in progress): safe to close."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self._messages
 
     def handle_error(
         self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
@@ -82,10 +91,23 @@ class _CappedServer(Server):
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
         self.refused = 0
+        self.evicted = 0
         self._last_warning = 0.0
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
+
+    def evict_idle(self) -> bool:
+        """Close the oldest connection that waits for a request; False when all are busy."""
+        for handler in self.connections:  # in the order they came
+            if isinstance(handler, _Handler) and handler.idle:
+                self.evicted += 1
+                handler.force_close()
+                transport = self._connections.pop(handler, None)
+                if transport is not None:
+                    transport.close()
+                return True
+        return False
 
     def refuse(self, transport: asyncio.BaseTransport) -> None:
         self.refused += 1
