@@ -118,14 +118,22 @@ def main() -> None:
     metavar="MODEL.KEY=VALUE",
     help="An option for one model's adapter, e.g. synthetic.gb=2 (repeatable).",
 )
+@click.option(
+    "--drain-seconds",
+    type=float,
+    default=lambda: env_float("DSOCR_DRAIN_SECONDS", 0.0),
+    show_default="0 or $DSOCR_DRAIN_SECONDS",
+    help="On SIGTERM, keep serving this long with /ready answering 503, then shut down gracefully.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, standby: bool, model_options: tuple[str, ...], drain_seconds: float, log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from aiohttp import web
 
     from supervisor.app import make_app
+    from supervisor.readiness import install_drain
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s supervisor %(levelname)s %(message)s")
     settings = Settings(
@@ -137,9 +145,11 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         engine_threads=engine_threads,
     )  # fmt: skip
     logging.getLogger("dsocr.supervisor").info("listening on http://%s:%d", host, port)
+    app = make_app(settings)
+    install_drain(app, drain_seconds)
     try:
         # shutdown_timeout: in-flight requests get this long to finish on SIGINT/SIGTERM
-        web.run_app(make_app(settings), host=host, port=port, shutdown_timeout=30, print=None,
+        web.run_app(app, host=host, port=port, shutdown_timeout=30, print=None,
                     access_log_format='%a "%r" %s %b %Tfs')  # fmt: skip
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from supervisor import readiness
 from supervisor.app import SERVICE, Service, json_response
 from supervisor.errors import ClientError
 from supervisor.gpus import process_gpu_bytes
@@ -217,6 +218,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", readiness.ready)
     app.router.add_get("/gpu/status", gpu_status)
     app.router.add_post("/gpu/offload", gpu_offload)
     app.router.add_post("/gpu/release", gpu_release)
