@@ -269,7 +269,11 @@ async def with_a_kill(pool: Pool, page: bytes, clients: int, total: int, victim:
         "killed": victim,
         "in_flight_on_killed": in_flight,
         "lost": len(failed),
-        "lost_requests": [{"rid": o.rid, "status": o.status, **log.get(o.rid, {})} for o in failed],
+        **(
+            {"lost_requests": [{"rid": o.rid, "status": o.status, **log.get(o.rid, {})} for o in failed]}
+            if failed
+            else {}
+        ),
         "retried": sum(1 for o in outcomes if int(log.get(o.rid, {}).get("retries", "0").lstrip("+") or 0) > 0),
         "seconds_until_marked_down": round(marked_down, 2) if marked_down is not None else None,
         "seconds_until_whole": round(until_whole, 2) if until_whole is not None else None,
@@ -309,7 +313,9 @@ def main() -> None:
     args = ap.parse_args()
     results = [asyncio.run(bench(n, args.clients, args.requests)) for n in args.instances]
     if args.json:
-        print(orjson.dumps({"cpus": os.cpu_count(), "results": results}, option=orjson.OPT_INDENT_2).decode())
+        # one line per N: still one JSON document, and short enough to quote
+        rows = ",\n  ".join(orjson.dumps(r).decode() for r in results)
+        print(f'{{"cpus": {os.cpu_count()}, "results": [\n  {rows}\n]}}')
         return
     print(f"{'N':>2} {'pages/s':>8} {'p50 s':>7} {'p95 s':>7}  kill: lost / in flight / retried, down s, whole s")
     for r in results:
