@@ -72,6 +72,22 @@ async def test_sigterm_turns_ready_off_before_the_listener_closes() -> None:
         assert server.proc.wait(30) == 0
 
 
+async def test_a_second_sigterm_ends_the_drain() -> None:
+    with running_server("--drain-seconds", "60") as server:
+        server.proc.send_signal(signal.SIGTERM)
+        code = 0
+        for _ in range(100):  # until the first SIGTERM has been taken
+            code, _ = await get(f"{server.url}/ready")
+            if code == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert code == 503
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0
+        assert time.monotonic() - t0 < 30  # far less than the 60 s drain
+
+
 async def test_full_queue_makes_ready_503_and_counts_refusals() -> None:
     key = {"Authorization": "Bearer k3y"}
     with running_server(*SLOW, "--queue-size", "1", "--api-key", "k3y") as server:
