@@ -171,6 +171,7 @@ def test_runs_as_non_root_on_a_read_only_root(overlay: str) -> None:
     for kind in ("Deployment", "Job"):
         pod = one(docs, kind)["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["automountServiceAccountToken"] is False
         c = pod["containers"][0]
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
