@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+CRD_SCHEMAS := tests/deploy/node/node_modules/.package-lock.json
 
-.PHONY: install lint test bench clean
+.PHONY: install lint test bench clean deploy-tools
 
 install: $(STAMP)
 
@@ -24,7 +25,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+# tests/deploy: kubectl (kustomize), haproxy (the pool), the published CRD schemas (npm, pinned
+# with their lock). Debian's packages are installed as root, and only when missing.
+deploy-tools: $(CRD_SCHEMAS)
+	command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
+	command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
+
+$(CRD_SCHEMAS): tests/deploy/node/package.json tests/deploy/node/package-lock.json
+	npm ci --prefix tests/deploy/node --no-audit --no-fund --loglevel=error
+
+test: $(STAMP) lint deploy-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ipc.catalog import model_info
+from supervisor import readiness
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form
@@ -233,6 +234,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", readiness.ready)
     app.router.add_get("/gpu/status", gpu_status)
     app.router.add_post("/gpu/offload", gpu_offload)
     app.router.add_post("/gpu/release", gpu_release)

@@ -173,12 +173,34 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def serve(app: web.Application, settings: Settings, shutdown_timeout: float = 30.0) -> None:
-    """Listen, log that it does, serve until SIGTERM/SIGINT, then drain and clean up."""
+    """Listen, log that it does, serve until SIGTERM/SIGINT, drain, then shut down gracefully.
+
+    The first SIGTERM starts the drain: ``/ready`` answers 503 for ``--drain-seconds`` while
+    everything else is served as usual; a second signal (or SIGINT) ends the drain at once.
+    """
+    from supervisor.service import SERVICE
+
     loop = asyncio.get_running_loop()
     _quiet_accept_errors(loop)
     stop = asyncio.Event()
+    signals: asyncio.Queue[int] = asyncio.Queue()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+
+    async def drain() -> None:
+        first = await signals.get()
+        service = app[SERVICE]
+        service.draining = True
+        if first == signal.SIGTERM and settings.drain_seconds > 0:
+            log.info("SIGTERM: /ready answers 503; still serving for %gs", settings.drain_seconds)
+            try:
+                await asyncio.wait_for(signals.get(), settings.drain_seconds)
+                log.info("second signal: shutting down now")
+            except asyncio.TimeoutError:
+                pass
+        stop.set()
+
+    drainer = asyncio.create_task(drain())
     cap = connection_cap(settings.max_connections)
     runner = Runner(
         app,
@@ -196,6 +218,7 @@ async def serve(app: web.Application, settings: Settings, shutdown_timeout: floa
         await stop.wait()
         log.info("shutting down: finishing requests in flight (up to %.0fs)", shutdown_timeout)
     finally:
+        drainer.cancel()
         await runner.cleanup()
 
 

@@ -56,6 +56,7 @@ class Service:
         self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
         self.gpu_memory_return_s: list[float] = []  # after each CUDA engine kill (NVML)
         self.closing = False
+        self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
         for model in settings.models:
             self.lifecycles[model] = ModelLifecycle(
                 model,
