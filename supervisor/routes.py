@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from ipc.catalog import model_info
 from supervisor.app import SERVICE, Service, json_response
 from supervisor.errors import ClientError
 from supervisor.gpus import process_gpu_bytes
@@ -63,6 +64,15 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+def _catalog_fields(lc: ModelLifecycle) -> dict[str, Any]:
+    """A model's tasks from the catalog, known before it loads (the page enables them at once)."""
+    info = model_info(lc.model)
+    if info is None:
+        return {"prompt_types": lc.prompt_types}
+    return {"prompt_types": list(info.prompt_types), "find_term": list(info.find_term),
+            "custom_prompt": list(info.custom_prompt), "grounding": info.grounding}  # fmt: skip
+
+
 async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
     memory = await lc.live_device_memory()
     return {
@@ -76,7 +86,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         else 0,
         "shared_memory_bytes": lc.shared_memory_bytes,
         "queue_depth": lc.queue_depth,
-        "prompt_types": lc.prompt_types,
+        **_catalog_fields(lc),
         "offload_policy": service.settings.offload_policy,
         "engine_idle_timeout": service.settings.engine_idle_timeout,
     }
@@ -214,6 +224,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    from supervisor import ocr_stream  # imports this module's form reader
+
+    ocr_stream.add_routes(app)  # /ocr/stream (NDJSON per page), /pdf-to-images
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
