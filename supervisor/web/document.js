@@ -1,0 +1,74 @@
+// Markdown output as a document: marked (GFM: tables, headings, lists) then DOMPurify, both vendored
+// and pinned (vendor/README.md). Model output is untrusted: scripts, handlers, styles, forms and
+// anything that would load from elsewhere are dropped; LaTeX stays as code; `![](figure-N)`
+// placeholders become figure slots the page fills with the box's crop.
+
+import { Marked } from "./vendor/marked.esm.js";
+import DOMPurify from "./vendor/purify.es.js";
+
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+// \( ... \), \[ ... \] and $$ ... $$ as code: no math renderer, and markdown must not eat the backslashes
+const MATH = [/^\\\(([\s\S]+?)\\\)/, /^\\\[([\s\S]+?)\\\]/, /^\$\$([\s\S]+?)\$\$/];
+const math = {
+  name: "math",
+  level: "inline",
+  start(src) {
+    const match = src.match(/\\\(|\\\[|\$\$/);
+    return match ? match.index : undefined;
+  },
+  tokenizer(src) {
+    for (const pattern of MATH) {
+      const match = pattern.exec(src);
+      if (match) return { type: "math", raw: match[0], text: match[0] };
+    }
+    return undefined;
+  },
+  renderer(token) {
+    return `<code class="math">${escapeHtml(token.text)}</code>`;
+  },
+};
+
+const FIGURE = /^figure-(\d+)$/;
+
+const marked = new Marked({ gfm: true, breaks: false });
+marked.use({
+  extensions: [math],
+  renderer: {
+    image({ href, text }) {
+      const figure = FIGURE.exec(href || "");
+      if (figure) return `<span class="figure" data-figure="${figure[1]}">Figure ${Number(figure[1]) + 1}</span>`;
+      // the page loads nothing the model names
+      return `<span class="figure">${escapeHtml(text || "image")}</span>`;
+    },
+  },
+});
+
+const PURIFY = {
+  RETURN_DOM_FRAGMENT: true,
+  FORBID_TAGS: ["style", "img", "svg", "math", "video", "audio", "picture", "source", "iframe", "object", "embed",
+    "form", "input", "button", "select", "textarea", "link", "meta", "base"],
+  FORBID_ATTR: ["style", "srcset", "src", "action", "formaction"],
+  ALLOW_DATA_ATTR: true,
+};
+
+// links open elsewhere and say nothing about this page
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+
+export function renderMarkdown(text) {
+  return DOMPurify.sanitize(marked.parse(text || "", { async: false }), PURIFY);
+}
+
+// the box a `figure-N` placeholder stands for: an explicit `figure` index, else the N-th image box
+export function figureBox(boxes, n) {
+  const explicit = boxes.find((b) => b.figure === n);
+  if (explicit) return explicit;
+  const images = boxes.filter((b) => /^(image|figure)$/i.test(b.label || ""));
+  return images[n] || null;
+}
