@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test bench clean
+.PHONY: install lint browser test bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+# the page's browser tests drive Debian's chromium (headless, over the DevTools protocol): installed
+# here when missing, so they run everywhere `make test` runs and never skip
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "chromium is missing: 'sudo apt-get install -y chromium' (the page's browser tests need it)" >&2; exit 1; fi; }
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
