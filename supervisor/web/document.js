@@ -61,8 +61,19 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
+// styles go before DOMPurify parses the HTML: even its inert parse of a <style> element or a style
+// attribute counts as a violation of the page's CSP (style-src 'self') and is reported as one.
+// Marked escapes every "<" of text, so the tag pattern meets real tags only.
+const STYLE_ELEMENT = /<style\b[\s\S]*?(?:<\/style\s*>|$)/gi;
+const TAG = /<[a-z][^>]*>/gi;
+const STYLE_ATTRIBUTE = /\sstyle\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)/gi;
+
+function dropStyles(html) {
+  return html.replace(STYLE_ELEMENT, "").replace(TAG, (tag) => tag.replace(STYLE_ATTRIBUTE, ""));
+}
+
 export function renderMarkdown(text) {
-  return DOMPurify.sanitize(marked.parse(text || "", { async: false }), PURIFY);
+  return DOMPurify.sanitize(dropStyles(marked.parse(text || "", { async: false })), PURIFY);
 }
 
 // the box a `figure-N` placeholder stands for: an explicit `figure` index, else the N-th image box

@@ -247,7 +247,7 @@ async function control(action, model, button) {
 export function startStatus(isBusy) {
   status.isBusy = isBusy;
   els.promptType.addEventListener("change", () => syncTaskFields(true));
-  els.model.addEventListener("change", syncTasks);
+  els.model.addEventListener("change", () => (status.body ? render(status.body) : syncTasks()));
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) pollSoon();
   });

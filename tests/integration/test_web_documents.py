@@ -6,6 +6,7 @@ text; layout checked at 390 px and 1280 px.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,4 +146,34 @@ async def test_in_a_browser_a_pdf_as_pages_with_progress_and_boxes(tmp_path: Pat
             await b.wait_for(BOXES_DRAWN)
             assert await b.overflow() <= 0, "the page is wider than a phone"
             await b.screenshot("pdf-page-2-phone.png")
+            assert b.errors == [], b.errors
+
+
+async def test_in_a_browser_the_renderer_keeps_figures_and_latex_and_drops_what_runs() -> None:
+    """The document renderer itself (supervisor/web/document.js), on DeepSeek-style markdown."""
+    markdown = (
+        "# Report\n\n![](figure-1)\n\nArea \\(a^{2}\\) and $$E = mc^2$$\n\n"
+        '<table><tr><td onclick="alert(1)" style="color: red">cell</td></tr></table>\n\n'
+        '[x](javascript:alert(1)) <iframe src="/"></iframe><style>body{display:none}</style>'
+    )
+    with running_server() as server:
+        async with browser() as b:
+            await b.goto(f"{server.url}/")
+            got = await b.js(f"""import('/static/document.js').then(m => {{
+                const box = document.createElement('div');
+                box.append(m.renderMarkdown({json.dumps(markdown)}));
+                const boxes = [{{label: 'text', box: [0, 0, 5, 5]}}, {{label: 'image', box: [1, 2, 3, 4]}},
+                               {{label: 'image', box: [5, 6, 7, 8]}}];
+                return {{
+                    figure: box.querySelector('.figure')?.dataset.figure,
+                    math: [...box.querySelectorAll('code.math')].map(c => c.textContent),
+                    cell: box.querySelector('td')?.textContent,
+                    handlers: box.querySelectorAll('[onclick]').length,
+                    dropped: box.querySelectorAll('iframe, style, script, [style]').length,
+                    href: box.querySelector('a')?.getAttribute('href') ?? null,
+                    second: m.figureBox(boxes, 1).box,
+                }};
+            }})""")
+            assert got == {"figure": "1", "math": ["\\(a^{2}\\)", "$$E = mc^2$$"], "cell": "cell", "handlers": 0,
+                           "dropped": 0, "href": None, "second": [5, 6, 7, 8]}  # fmt: skip
             assert b.errors == [], b.errors
