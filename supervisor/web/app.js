@@ -4,6 +4,7 @@
 
 import { $, downloadBlob, el, fillFacts, flash, fmtBytes, fmtSeconds } from "./format.js";
 import { api, errorNode, readJson, readLines, responseError, wireKey } from "./api.js";
+import { BoxLayer } from "./boxes.js";
 import { figureBox, renderMarkdown } from "./document.js";
 import { pollSoon, startStatus, taskFields } from "./status.js";
 
@@ -28,7 +29,8 @@ const els = {
 };
 
 const queue = [];
-const view = { item: null, page: 1, scope: "all", mode: null, boxes: [], dims: null, active: -1 };
+const view = { item: null, page: 1, scope: "all", mode: null };
+const layer = new BoxLayer({ canvas: els.canvas, img: els.img, lines: els.lines, caption: els.caption, toggle: els.showBoxes });
 let busy = false;
 let nextId = 1;
 let ticker = 0;
@@ -158,7 +160,6 @@ function pageResult(item, n) {
 function showItem() {
   const item = view.item;
   els.preview.hidden = !item;
-  view.active = -1;
   if (!item) {
     showResult();
     return;
@@ -183,11 +184,9 @@ function showItem() {
     showNoPreview(item.pdf ? item.thumbsNote || "PDF document" : "No preview for this file");
   }
   const page = pageResult(item, item.pdf ? view.page : 1);
-  view.dims = (page && page.image_dims && page.image_dims.w > 0 && page.image_dims.h > 0) ? page.image_dims : dims;
-  view.boxes = ((page && page.boxes) || []).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
-  els.boxesSwitch.hidden = view.boxes.length === 0;
-  els.caption.textContent = "";
-  drawBoxes();
+  const boxes = ((page && page.boxes) || []).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
+  layer.set(boxes, (page && page.image_dims && page.image_dims.w > 0 && page.image_dims.h > 0) ? page.image_dims : dims);
+  els.boxesSwitch.hidden = boxes.length === 0;
   showResult();
 }
 
@@ -281,14 +280,14 @@ function showFacts(item) {
 function showBoxList() {
   const item = view.item;
   const label = item && item.pdf && item.pageCount > 1 ? ` on page ${view.page}` : "";
-  els.boxCount.textContent = `(${view.boxes.length})`;
+  els.boxCount.textContent = `(${layer.boxes.length})`;
   els.boxesList.querySelector(".where").textContent = label;
-  els.lines.replaceChildren(...view.boxes.map((b, i) => {
+  els.lines.replaceChildren(...layer.boxes.map((b, i) => {
     const li = el("li", { tabIndex: 0, textContent: b.label || `box ${i + 1}` });
     li.dataset.index = String(i);
     return li;
   }));
-  els.boxesList.hidden = view.boxes.length === 0;
+  els.boxesList.hidden = layer.boxes.length === 0;
 }
 
 // -- documents ----------------------------------------------------------------------------------
@@ -464,66 +463,6 @@ function downloadAll(kind) {
   }
 }
 
-// -- boxes ----------------------------------------------------------------------------------------
-
-function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-}
-
-function drawBoxes() {
-  const { canvas, img } = els;
-  const width = img.clientWidth;
-  const height = img.clientHeight;
-  const ratio = window.devicePixelRatio || 1;
-  canvas.width = Math.max(1, Math.round(width * ratio));
-  canvas.height = Math.max(1, Math.round(height * ratio));
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  if (!els.showBoxes.checked || !view.dims || !view.boxes.length || !width || !height) return;
-  const sx = width / view.dims.w;
-  const sy = height / view.dims.h;
-  const colors = { stroke: cssVar("--box"), fill: cssVar("--box-fill"), hi: cssVar("--box-hi"), hiFill: cssVar("--box-hi-fill") };
-  const order = view.boxes.map((_, i) => i).filter((i) => i !== view.active);
-  if (view.active >= 0) order.push(view.active); // the highlighted box on top
-  for (const i of order) {
-    const [x1, y1, x2, y2] = view.boxes[i].box;
-    const active = i === view.active;
-    ctx.fillStyle = active ? colors.hiFill : colors.fill;
-    ctx.fillRect(x1 * sx, y1 * sy, Math.max(1, (x2 - x1) * sx), Math.max(1, (y2 - y1) * sy));
-    ctx.lineWidth = active ? 2.5 : 1.5;
-    ctx.strokeStyle = active ? colors.hi : colors.stroke;
-    ctx.strokeRect(x1 * sx, y1 * sy, Math.max(1, (x2 - x1) * sx), Math.max(1, (y2 - y1) * sy));
-  }
-}
-
-function setActive(index) {
-  if (index === view.active) return;
-  view.active = index;
-  for (const item of els.lines.children) item.classList.toggle("active", Number(item.dataset.index) === index);
-  const box = view.boxes[index];
-  els.caption.textContent = box ? `${index + 1}. ${box.label || ""} [${box.box.join(", ")}]` : "";
-  drawBoxes();
-}
-
-function boxAt(event) {
-  if (!view.dims || !view.boxes.length || !els.showBoxes.checked) return -1;
-  const rect = els.canvas.getBoundingClientRect();
-  const x = ((event.clientX - rect.left) / rect.width) * view.dims.w;
-  const y = ((event.clientY - rect.top) / rect.height) * view.dims.h;
-  let best = -1;
-  let bestArea = Infinity;
-  view.boxes.forEach((b, i) => {
-    const [x1, y1, x2, y2] = b.box;
-    const area = (x2 - x1) * (y2 - y1);
-    if (x >= x1 && x <= x2 && y >= y1 && y <= y2 && area < bestArea) {
-      best = i;
-      bestArea = area;
-    }
-  });
-  return best;
-}
-
 // -- wiring ---------------------------------------------------------------------------------------
 
 function wire() {
@@ -534,25 +473,10 @@ function wire() {
   els.addFiles.addEventListener("click", () => els.file.click());
   els.clearQueue.addEventListener("click", clearQueue);
   els.form.addEventListener("submit", run);
-  els.showBoxes.addEventListener("change", drawBoxes);
-  els.img.addEventListener("load", drawBoxes);
+  layer.wire();
   els.img.addEventListener("error", () => {
     if (view.item && !view.item.pdf) showNoPreview("No preview for this format; the server can still read it");
   });
-  new ResizeObserver(drawBoxes).observe(els.img);
-  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", drawBoxes);
-
-  els.canvas.addEventListener("pointermove", (event) => setActive(boxAt(event)));
-  els.canvas.addEventListener("pointerdown", (event) => setActive(boxAt(event)));
-  els.canvas.addEventListener("pointerleave", () => setActive(-1));
-  for (const type of ["mouseover", "focusin"]) {
-    els.lines.addEventListener(type, (event) => {
-      const li = event.target.closest("li");
-      if (li) setActive(Number(li.dataset.index));
-    });
-  }
-  els.lines.addEventListener("mouseleave", () => setActive(-1));
-  els.lines.addEventListener("focusout", () => setActive(-1));
 
   els.scope.addEventListener("change", () => {
     view.scope = els.scope.value;
