@@ -5,7 +5,7 @@
 import { $, downloadBlob, el, fillFacts, flash, fmtBytes, fmtSeconds } from "./format.js";
 import { api, errorNode, readJson, readLines, responseError, wireKey } from "./api.js";
 import { BoxLayer } from "./boxes.js";
-import { figureBox, renderMarkdown } from "./document.js";
+import { fillFigures, renderMarkdown } from "./document.js";
 import { pollSoon, startStatus, taskFields } from "./status.js";
 
 const TIMING_LABELS = {
@@ -300,7 +300,7 @@ function renderDocument(item) {
     if (!page) continue;
     if (numbers.length > 1) parts.push(el("p", { className: "page-mark", textContent: `Page ${n}` }));
     const fragment = renderMarkdown(page.text);
-    for (const slot of fragment.querySelectorAll(".figure[data-figure]")) fillFigure(slot, item, n, page);
+    fillFigures(fragment, page.boxes || [], pageImageUrl(item, n), page.image_dims);
     parts.push(fragment);
   }
   els.doc.replaceChildren(...parts);
@@ -309,31 +309,6 @@ function renderDocument(item) {
 function pageImageUrl(item, n) {
   if (!item.pdf) return item.previewUrl;
   return item.thumbs && item.thumbs[n - 1] ? item.thumbs[n - 1].data : null;
-}
-
-// a figure placeholder shows the part of the page its box covers
-function fillFigure(slot, item, n, page) {
-  const index = Number(slot.dataset.figure);
-  const found = figureBox(page.boxes || [], index);
-  const url = pageImageUrl(item, n);
-  if (!found) {
-    slot.textContent = `Figure ${index + 1} (no box)`;
-    return;
-  }
-  const [x1, y1, x2, y2] = found.box;
-  const canvas = el("canvas", { width: Math.max(1, x2 - x1), height: Math.max(1, y2 - y1) });
-  canvas.setAttribute("aria-hidden", "true");
-  const caption = el("span", { className: "figure-caption", textContent: `Figure ${index + 1} · box [${found.box.join(", ")}]` });
-  slot.replaceChildren(canvas, caption);
-  if (!url) return;
-  const image = new Image();
-  image.addEventListener("load", () => {
-    const dims = page.image_dims || { w: image.naturalWidth, h: image.naturalHeight };
-    const sx = image.naturalWidth / dims.w;
-    const sy = image.naturalHeight / dims.h;
-    canvas.getContext("2d").drawImage(image, x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy, 0, 0, canvas.width, canvas.height);
-  });
-  image.src = url;
 }
 
 // -- reading ------------------------------------------------------------------------------------

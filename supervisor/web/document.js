@@ -76,6 +76,37 @@ export function renderMarkdown(text) {
   return DOMPurify.sanitize(dropStyles(marked.parse(text || "", { async: false })), PURIFY);
 }
 
+// each figure placeholder in `root` shows the part of the page its box covers (the page's image at
+// `url`, boxes in the pixel space of `dims`)
+export function fillFigures(root, boxes, url, dims) {
+  for (const slot of root.querySelectorAll(".figure[data-figure]")) {
+    const index = Number(slot.dataset.figure);
+    const found = figureBox(boxes, index);
+    if (!found) {
+      slot.textContent = `Figure ${index + 1} (no box)`;
+      continue;
+    }
+    const [x1, y1, x2, y2] = found.box;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, x2 - x1);
+    canvas.height = Math.max(1, y2 - y1);
+    canvas.setAttribute("aria-hidden", "true");
+    const caption = document.createElement("span");
+    caption.className = "figure-caption";
+    caption.textContent = `Figure ${index + 1} · box [${found.box.join(", ")}]`;
+    slot.replaceChildren(canvas, caption);
+    if (!url) continue;
+    const image = new Image();
+    image.addEventListener("load", () => {
+      const sx = image.naturalWidth / ((dims && dims.w) || image.naturalWidth);
+      const sy = image.naturalHeight / ((dims && dims.h) || image.naturalHeight);
+      canvas.getContext("2d").drawImage(image, x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy, 0, 0, canvas.width, canvas.height);
+      slot.dataset.drawn = "true";
+    });
+    image.src = url;
+  }
+}
+
 // the box a `figure-N` placeholder stands for: an explicit `figure` index, else the N-th image box
 export function figureBox(boxes, n) {
   const explicit = boxes.find((b) => b.figure === n);

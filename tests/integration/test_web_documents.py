@@ -177,3 +177,32 @@ async def test_in_a_browser_the_renderer_keeps_figures_and_latex_and_drops_what_
             assert got == {"figure": "1", "math": ["\\(a^{2}\\)", "$$E = mc^2$$"], "cell": "cell", "handlers": 0,
                            "dropped": 0, "href": None, "second": [5, 6, 7, 8]}  # fmt: skip
             assert b.errors == [], b.errors
+
+
+async def test_in_a_browser_a_figure_placeholder_shows_the_part_its_box_covers() -> None:
+    with running_server() as server:
+        async with browser() as b:
+            await b.goto(f"{server.url}/")
+            # a 200 x 100 page, red on the left, blue on the right; the figure's box is the right half
+            await b.js("""import('/static/document.js').then(m => {
+                const page = document.createElement('canvas');
+                page.width = 200; page.height = 100;
+                const ctx = page.getContext('2d');
+                ctx.fillStyle = '#f00'; ctx.fillRect(0, 0, 100, 100);
+                ctx.fillStyle = '#00f'; ctx.fillRect(100, 0, 100, 100);
+                window.figureRoot = document.createElement('div');
+                window.figureRoot.append(m.renderMarkdown('Before\\n\\n![](figure-0)\\n\\n![](figure-3)'));
+                m.fillFigures(window.figureRoot, [{label: 'image', box: [100, 0, 200, 100]}],
+                              page.toDataURL('image/png'), {w: 200, h: 100});
+            })""")
+            await b.wait_for("window.figureRoot.querySelector('.figure').dataset.drawn === 'true'")
+            got = await b.js("""(() => {
+                const [first, second] = window.figureRoot.querySelectorAll('.figure');
+                const crop = first.querySelector('canvas');
+                const px = crop.getContext('2d').getImageData(0, 0, crop.width, crop.height).data;
+                let blue = 0;
+                for (let i = 0; i < px.length; i += 4) if (px[i] < 10 && px[i + 2] > 245) blue += 1;
+                return [crop.width, crop.height, blue, first.textContent, second.textContent];
+            })()""")
+            assert got == [100, 100, 100 * 100, "Figure 1 · box [100, 0, 200, 100]", "Figure 4 (no box)"]
+            assert b.errors == [], b.errors
