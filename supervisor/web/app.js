@@ -354,6 +354,14 @@ async function readItem(item) {
 async function run(event) {
   event.preventDefault();
   if (busy || !queue.length) return;
+  const fields = taskFields();
+  for (const [key, id, what] of [["find_term", "find-term", "the term to find"], ["custom_prompt", "custom-prompt", "a prompt"]]) {
+    if (key in fields && !fields[key].trim()) {
+      setRunState(`Enter ${what} first.`);
+      $(id).focus();
+      return;
+    }
+  }
   let todo = queue.filter((item) => item.state === "waiting");
   if (!todo.length && view.item) todo = [view.item]; // read again, e.g. with another task
   busy = true;

@@ -18,6 +18,8 @@ from tests.pdfs import scanned_pdf
 
 pytestmark = pytest.mark.timeout(300)
 
+SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "sample.png"
+
 TASKS = "[...document.getElementById('prompt-type').options].filter(o => !o.disabled).map(o => o.value)"
 SHOWN = "(id => !document.getElementById(id).hidden)"
 DONE = "[...document.querySelectorAll('#queue li')].map(li => li.dataset.state)"
@@ -55,13 +57,24 @@ async def test_in_a_browser_every_task_is_known_before_the_model_loads() -> None
                 assert not await b.js("document.getElementById('grounding').checked")
             await b.screenshot("tasks-deepseek-custom-prompt.png")
 
+            # a task that needs its input says so before sending anything; absent weights are a plain error
+            await b.upload("#file", SAMPLE)
+            await b.click("#run")
+            assert await b.js("document.getElementById('run-state').textContent") == "Enter a prompt first."
+            assert await b.js(DONE) == ["waiting"]
+            await b.js("document.getElementById('custom-prompt').value = 'Read the number.'")
+            await b.click("#run")
+            error = await b.wait_for("(e => e.hidden ? '' : e.textContent)(document.getElementById('error'))", 60)
+            assert "HTTP 503" in error and "deepseek-ocr-2" in error, error
+            assert await b.js(DONE) == ["failed"]
+
             # back to ppocr: its tasks only, and a task it lacks is not kept
             await b.js("(s => { s.value = 'ppocr'; s.dispatchEvent(new Event('change')); })"
                        "(document.getElementById('model'))")  # fmt: skip
             assert await b.js(TASKS) == ["ocr", "free", "document"]
             assert await b.js("document.getElementById('prompt-type').value") == "ocr"
             assert not await b.js(f"{SHOWN}('prompt-field')")
-            assert b.errors == []
+            assert [e for e in b.errors if "503 (Service Unavailable)" not in e] == [], b.errors
 
 
 async def test_in_a_browser_three_files_queued_documents_rendered_never_run(tmp_path: Path) -> None:
