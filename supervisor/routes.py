@@ -25,6 +25,8 @@ from supervisor.responses import json_response
 from supervisor.results import pdf_body, result_body
 from supervisor.service import SERVICE, Service
 
+log = logging.getLogger("dsocr.supervisor")
+
 WEB_DIR = Path(__file__).parent / "web"
 _GIB = 2**30
 # text fields of /ocr passed to the model as options
@@ -69,16 +71,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def _tasks(lc: ModelLifecycle) -> dict[str, Any]:
+def _catalog_fields(lc: ModelLifecycle) -> dict[str, Any]:
+    """A model's tasks from the catalog, known before it loads (the page enables them at once)."""
     info = model_info(lc.model)
     if info is None:
         return {"prompt_types": []}
-    return {
-        "prompt_types": list(info.prompt_types),
-        "find_term_prompt_types": list(info.find_term),
-        "custom_prompt_types": list(info.custom_prompt),
-        "grounding": info.grounding,
-    }
+    return {"prompt_types": list(info.prompt_types), "find_term": list(info.find_term),
+            "custom_prompt": list(info.custom_prompt), "grounding": info.grounding}  # fmt: skip
 
 
 async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
@@ -97,7 +96,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         "max_batch": max(1, min(service.settings.max_batch_for(service.device), lc.batch_limit)),
         "failure": lc.failure,
         "load_failures": lc.load_failures,
-        **_tasks(lc),
+        **_catalog_fields(lc),
         "offload_policy": service.settings.offload_policy,
         "engine_idle_timeout": service.settings.engine_idle_timeout,
     }
@@ -201,12 +200,13 @@ async def ocr(request: web.Request) -> web.Response:
             "timing": body.pop("timing"),
         },
     )
-    log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200)
+    log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200, request["request_id"])
     return json_response(body)
 
 
-def log_ocr(model: str, pages: int, seconds: float, status: int) -> None:
-    logging.getLogger("dsocr.supervisor.ocr").info("ocr %s: %d page(s) in %.3fs -> %d", model, pages, seconds, status)
+def log_ocr(model: str, pages: int, seconds: float, status: int | str, request_id: str) -> None:
+    """The one INFO line per OCR request."""
+    log.info("ocr model=%s pages=%d seconds=%.2f status=%s [%s]", model, pages, seconds, status, request_id)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -231,6 +231,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    from supervisor import ocr_stream  # it uses this module: imported here, not at the top
+
+    ocr_stream.add_routes(app)  # /ocr/stream (NDJSON per page), /pdf-to-images
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)

@@ -172,7 +172,9 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-async def serve(app: web.Application, settings: Settings, shutdown_timeout: float = 30.0) -> None:
+async def serve(
+    app: web.Application, settings: Settings, shutdown_timeout: float = 30.0, access_log_class: Any = None
+) -> None:
     """Listen, log that it does, serve until SIGTERM/SIGINT, drain, then shut down gracefully.
 
     The first SIGTERM starts the drain: ``/ready`` answers 503 for ``--drain-seconds`` while
@@ -207,6 +209,7 @@ async def serve(app: web.Application, settings: Settings, shutdown_timeout: floa
         max_connections=cap,
         handle_signals=False,
         access_log_format='%a "%r" %s %b %Tfs',
+        **({"access_log_class": access_log_class} if access_log_class else {}),
         keepalive_timeout=settings.header_timeout,
         shutdown_timeout=shutdown_timeout,
     )
@@ -222,5 +225,5 @@ async def serve(app: web.Application, settings: Settings, shutdown_timeout: floa
         await runner.cleanup()
 
 
-def run(app: web.Application, settings: Settings) -> None:
-    asyncio.run(serve(app, settings))
+def run(app: web.Application, settings: Settings, access_log_class: Any = None) -> None:
+    asyncio.run(serve(app, settings, access_log_class=access_log_class))

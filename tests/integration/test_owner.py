@@ -136,14 +136,14 @@ def test_a_cache_dir_that_cannot_work_stops_serve_with_one_line(tmp_path: Path, 
             cache.write_text("x")
             cache = cache / "sub"
     done = _serve(env={"DSOCR_CACHE_DIR": str(cache)})
-    assert done.returncode == 2, done
+    assert done.returncode == 64, done  # the CLI's "wrong usage"
     assert "cache dir" in done.stderr and "DSOCR_CACHE_DIR" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_an_unknown_model_is_refused_at_start() -> None:
     done = _serve("--model", "nosuch")
-    assert done.returncode == 2
+    assert done.returncode == 64
     assert "unknown model 'nosuch'" in done.stderr and "ppocr" in done.stderr
     assert "Traceback" not in done.stderr
 
