@@ -39,7 +39,14 @@ EXPECTED = "Invoice 2041 total 385.20\nShipped to Berlin"
 
 async def test_offload_behind_ten_queued_requests_waits_only_for_the_running_one() -> None:
     delay = 1.5
-    args = ("--model", "synthetic", "--model-option", "synthetic.gb=0.01", "--model-option", f"synthetic.delay_s={delay}")
+    args = (
+        "--model",
+        "synthetic",
+        "--model-option",
+        "synthetic.gb=0.01",
+        "--model-option",
+        f"synthetic.delay_s={delay}",
+    )
     with running_server(*args) as server:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
             assert (await post_ocr(s, server.url, TINY))[0] == 200  # loaded
