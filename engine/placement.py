@@ -28,7 +28,6 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
     "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }  # fmt: skip
-SAFETENSORS_DTYPES = {v: k for k, v in TORCH_DTYPES.items()}
 
 _CUDA_HOST_REGISTER_READ_ONLY = 8  # cudaHostRegisterReadOnly: the engine maps segments read-only
 _STAGING_BYTES = 64 << 20
@@ -172,7 +171,3 @@ def device_memory(device: torch.device | None) -> dict[str, int]:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError)
-
-
-def cuda_available() -> bool:
-    return torch.cuda.is_available()

@@ -222,18 +222,17 @@ class WeightStore:
     # -- attaching ------------------------------------------------------------------------
 
     @classmethod
-    def attach(cls, name: str, writable: bool = False) -> WeightStore:
-        """Map an existing, sealed segment (read-only unless ``writable``)."""
-        flags = os.O_RDWR if writable else os.O_RDONLY
+    def attach(cls, name: str) -> WeightStore:
+        """Map an existing, sealed segment, read-only: nothing after the load writes weights."""
         try:
-            fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
+            fd = _posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600)
         except FileNotFoundError:
             raise StoreError(f"shared-memory segment {name} does not exist") from None
         try:
             size = os.fstat(fd).st_size
             if size < _HEAD.size:
                 raise StoreError(f"segment {name} is {size} bytes: not a weight store")
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            prot = mmap.PROT_READ
             buf = mmap.mmap(fd, size, prot=prot)
         finally:
             os.close(fd)
@@ -246,7 +245,7 @@ class WeightStore:
         data_offset = _align(_HEAD.size + manifest_len, PAGE)
         return cls(
             name, buf, entries, data_offset, manifest["data_bytes"], manifest["metadata"],
-            writable, manifest_len,
+            False, manifest_len,
         )  # fmt: skip
 
     # -- access ---------------------------------------------------------------------------

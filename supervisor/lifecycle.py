@@ -150,6 +150,7 @@ class ModelLifecycle:
         self.transitions: Counter[str] = Counter()
         self.transition_seconds: Counter[str] = Counter()
         self.batches: Counter[int] = Counter()  # batch size -> how many ran
+        self.gpu_memory_return_s: float | None = None  # after the last CUDA engine kill (NVML)
 
     # -- public commands ------------------------------------------------------------------
 

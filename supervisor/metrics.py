@@ -64,6 +64,12 @@ class _LifecycleCollector(Collector):
                                     labels=["model"])  # fmt: skip
         refused = CounterMetricFamily("dsocr_queue_refused_requests", "Requests refused because the queue was full",
                                       labels=["model"])  # fmt: skip
+        returned = GaugeMetricFamily(
+            "dsocr_gpu_memory_return_seconds",
+            "After the last engine kill, how long until NVML listed none of its GPU memory",
+            labels=["model"],
+        )
+        batches = CounterMetricFamily("dsocr_batches", "Batches run, by size", labels=["model", "size"])
         shm = GaugeMetricFamily("dsocr_shared_memory_bytes", "Bytes of the model's segment", labels=["model"])
         gpu = GaugeMetricFamily("dsocr_gpu_memory_bytes", "Engine allocator bytes on the device",
                                 labels=["model", "kind"])  # fmt: skip
@@ -78,10 +84,14 @@ class _LifecycleCollector(Collector):
             waiting.add_metric([name], lc.queue_waiting)
             refused.add_metric([name], lc.refused_total)
             shm.add_metric([name], lc.shared_memory_bytes)
+            if lc.gpu_memory_return_s is not None:
+                returned.add_metric([name], lc.gpu_memory_return_s)
+            for size, n in sorted(lc.batches.items()):
+                batches.add_metric([name, str(size)], n)
             for kind in ("allocated", "reserved"):
                 gpu.add_metric([name, kind], lc.device_memory.get(kind, 0))
             engine.add_metric([name], 1.0 if lc.engine_alive else 0.0)
-        yield from (count, seconds, state, queue, waiting, refused, shm, gpu, engine)
+        yield from (count, seconds, state, queue, waiting, refused, returned, batches, shm, gpu, engine)
 
 
 def timing_middleware(metrics: Callable[[], ServiceMetrics | None]):  # type: ignore[no-untyped-def]

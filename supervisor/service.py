@@ -54,7 +54,6 @@ class Service:
         self.children = ChildRegistry()
         self.lifecycles: dict[str, ModelLifecycle] = {}
         self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
-        self.gpu_memory_return_s: list[float] = []  # after each CUDA engine kill (NVML)
         self.closing = False
         self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
         for model in settings.models:
@@ -82,8 +81,7 @@ class Service:
         if seconds is None:
             log.warning("%s: GPU memory of engine %d not seen back within 10s (or NVML cannot tell)", model, pid)
             return
-        self.gpu_memory_return_s.append(seconds)
-        del self.gpu_memory_return_s[:-100]
+        self.lifecycles[model].gpu_memory_return_s = seconds
         log.info("%s: GPU memory of engine %d back in %.3fs", model, pid, seconds)
 
     def start(self) -> None:

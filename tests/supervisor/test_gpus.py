@@ -281,3 +281,25 @@ def test_cli_no_visible_gpu(nvml: Install, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     out = CliRunner().invoke(main, ["gpus"])
     assert out.exit_code == 3 and "no visible NVIDIA GPU" in out.output
+
+
+def test_wait_gpu_memory_back_polls_until_nvml_lists_nothing_for_the_pid(nvml: Install) -> None:
+    engine = Proc(4182, 700 * MiB)
+    mod = nvml([("NVIDIA L40S", 22331, 46068, [engine])])
+    calls = 0
+
+    def freed_after_three_polls(i: int) -> list[Proc]:
+        nonlocal calls
+        calls += 1
+        return [engine] if calls < 3 else []
+
+    mod.nvmlDeviceGetComputeRunningProcesses = freed_after_three_polls  # type: ignore[method-assign]
+    seconds = gpus.wait_gpu_memory_back(4182, timeout=5, poll=0.01)
+    assert seconds is not None and calls == 3
+
+
+def test_wait_gpu_memory_back_gives_up_at_its_timeout(nvml: Install) -> None:
+    nvml([("NVIDIA L40S", 22331, 46068, [Proc(4182, 700 * MiB)])])
+    assert gpus.wait_gpu_memory_back(4182, timeout=0.05, poll=0.01) is None
+    nvml(None)  # no driver: nothing to wait for, and nothing known
+    assert gpus.wait_gpu_memory_back(4182, timeout=0.05, poll=0.01) is None
