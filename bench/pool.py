@@ -45,7 +45,8 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "pool" / "haproxy
 EXPECTED = "\n".join(LINES)
 # one torch thread per instance: N instances use N cores, and nothing fights over them
 INSTANCE_ENV = {"DSOCR_ENGINE_THREADS": "1", "OMP_NUM_THREADS": "1"}
-INSTANCE_ARGS = ("--idle-timeout", "0", "--log-level", "WARNING")
+# --preload: an instance is UP in HAProxy (via /ready) only once its model is loaded
+INSTANCE_ARGS = ("--idle-timeout", "0", "--log-level", "WARNING", "--preload")
 
 
 def render_config(bind: str, servers: dict[str, int], stats_socket: str) -> str:

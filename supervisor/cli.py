@@ -222,6 +222,12 @@ class QuietAccessLog(AbstractAccessLogger):
     help="An option for one model's adapter, e.g. synthetic.gb=2 (repeatable).",
 )
 @click.option(
+    "--preload/--no-preload",
+    default=lambda: os.environ.get("DSOCR_PRELOAD", "") in ("1", "true", "yes"),
+    show_default="off or $DSOCR_PRELOAD",
+    help="Load every model at start; /ready answers 503 until they are resident.",
+)
+@click.option(
     "--drain-seconds",
     type=float,
     default=lambda: env_float("DSOCR_DRAIN_SECONDS", 0.0),
@@ -231,7 +237,7 @@ class QuietAccessLog(AbstractAccessLogger):
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], drain_seconds: float, log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], preload: bool, drain_seconds: float, log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from supervisor import server
     from supervisor.app import make_app
@@ -250,7 +256,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
         engine_threads=engine_threads, max_batch=max_batch, max_load_failures=max_load_failures,
         max_pdf_megapixels=max_pdf_megapixels, max_connections=max_connections,
-        header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds,
+        header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds, preload=preload,
     )  # fmt: skip
     try:
         app = make_app(settings)

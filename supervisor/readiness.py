@@ -35,9 +35,12 @@ class ModelLoad:
     waiting: int
 
 
-def unready_reasons(draining: bool, models: list[ModelLoad], queue_size: int) -> list[str]:
+def unready_reasons(
+    draining: bool, models: list[ModelLoad], queue_size: int, preloading: frozenset[str] = frozenset()
+) -> list[str]:
     """Why the instance cannot take work now; empty when it can."""
     reasons = ["shutting down"] if draining else []
+    reasons += [f"model {name} is still loading (--preload)" for name in sorted(preloading)]
     for m in models:
         if m.state is State.FAILED:
             reasons.append(f"model {m.name} failed: {m.failure or 'loads kept failing'}")
@@ -51,7 +54,9 @@ async def ready(request: web.Request) -> web.Response:
     """200 when this instance can take work now, else 503 with the reasons. Never waits on an engine."""
     service = request.app[SERVICE]
     models = [ModelLoad(name, lc.state, lc.failure, lc.queue_waiting) for name, lc in service.lifecycles.items()]
-    reasons = unready_reasons(service.draining or service.closing, models, service.settings.queue_size)
+    reasons = unready_reasons(
+        service.draining or service.closing, models, service.settings.queue_size, frozenset(service.preloading)
+    )
     body: dict[str, Any] = {
         "ready": not reasons,
         "reasons": reasons,

@@ -56,6 +56,8 @@ class Service:
         self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
         self.closing = False
         self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
+        self.preloading: set[str] = set()  # models --preload is loading: /ready waits for them
+        self._preload_tasks: list[asyncio.Task[None]] = []
         for model in settings.models:
             self.lifecycles[model] = ModelLifecycle(
                 model,
@@ -87,9 +89,24 @@ class Service:
     def start(self) -> None:
         for lifecycle in self.lifecycles.values():
             lifecycle.start()
+        if self.settings.preload:
+            for lifecycle in self.lifecycles.values():
+                self.preloading.add(lifecycle.model)
+                self._preload_tasks.append(asyncio.create_task(self._preload(lifecycle)))
+
+    async def _preload(self, lifecycle: ModelLifecycle) -> None:
+        """Load at start, so that the first request (and /ready) need not wait for it."""
+        try:
+            await lifecycle.load("preload")
+        except Exception as exc:  # the model's state (unloaded or failed) says the rest
+            log.warning("%s: preload failed: %s", lifecycle.model, exc)
+        finally:
+            self.preloading.discard(lifecycle.model)
 
     async def close(self) -> None:
         self.closing = True
+        for task in self._preload_tasks:
+            task.cancel()
         await asyncio.gather(*(lc.close() for lc in self.lifecycles.values()))
 
     @property

@@ -169,3 +169,21 @@ async def test_a_corrupt_cached_conversion_is_rebuilt(tmp_path: Path) -> None:
             code, body = await post_ocr(s, server.url, PAGE)
             assert code == 200 and body["text"] == EXPECTED, body
         assert "converting it again" in server.output()
+
+
+async def test_preload_loads_at_start_and_ready_waits_for_it() -> None:
+    args = ("--model", "synthetic", "--model-option", "synthetic.gb=0.01", "--model-option", "synthetic.bind_delay_s=3",
+            "--preload")  # fmt: skip
+    with running_server(*args) as server:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{server.url}/ready") as resp:
+                body = await resp.json()
+                assert resp.status == 503 and "still loading" in " ".join(body["reasons"]), body
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                async with s.get(f"{server.url}/ready") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+            st = await get_json(s, f"{server.url}/gpu/status")
+            assert st["state"] == "resident", st  # no request was needed
