@@ -77,7 +77,8 @@ GLOBAL_SIZE, TILE_SIZE, SAM_PATCH = 256, 192, 4
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     vocab: dict[str, int] = {}
-    for token in ["[UNK]", *SPECIAL, *GROUNDING, "\n", "[", "]", ",", *WORDS, *map(str, range(1000))]:
+    # DeepSeek's ids: BOS 0, EOS 1 (transformers' default DeepseekOcr2Config says EOS 2: see the stop tests)
+    for token in [BOS, EOS, "[UNK]", *SPECIAL, *GROUNDING, "\n", "[", "]", ",", *WORDS, *map(str, range(1000))]:
         vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([

@@ -247,7 +247,9 @@ class DeepseekOcr2Adapter(ModelAdapter):
                 NoRepeatNGram(width, self.ngram_size, [r.window for r in requests], self._whitelist_ids(), device)
             )
         specials = {config.eos_token_id, config.pad_token_id, config.bos_token_id} - {None}
-        streamer = None if on_partial is None else RowTextStreamer(tokenizer, len(requests), on_partial, specials)
+        streamer = None
+        if on_partial is not None:
+            streamer = RowTextStreamer(tokenizer, len(requests), on_partial, config.eos_token_id, specials)
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         with torch.inference_mode():

@@ -38,6 +38,8 @@ class NoRepeatNGram(LogitsProcessor):
         if n <= 1 or length < n:
             return scores
         span = min(length, self.max_window)
+        if span < n:  # no whole n-gram inside any window (upstream's search range is empty)
+            return scores
         grams = input_ids[:, -span:].unfold(1, n, 1)  # (rows, span - n + 1, n): every n-gram in the span
         prefix = input_ids[:, -(n - 1) :]  # the n - 1 last tokens
         match = (grams[:, :, :-1] == prefix[:, None, :]).all(-1)

@@ -21,10 +21,13 @@ _MAX_PENDING = 64
 
 
 class RowTextStreamer(BaseStreamer):
-    def __init__(self, tokenizer, rows: int, on_partial: Callable[[int, str], None], stop_ids: set[int]) -> None:
+    def __init__(
+        self, tokenizer, rows: int, on_partial: Callable[[int, str], None], eos: int, skip_ids: set[int]
+    ) -> None:
         self.tokenizer = tokenizer
         self.on_partial = on_partial
-        self.stop_ids = stop_ids
+        self.eos = eos
+        self.skip_ids = skip_ids  # padding (also what follows a per-row stop) and start tokens: no text
         self.prompt_seen = False
         self.pending: list[list[int]] = [[] for _ in range(rows)]
         self.sent = [0] * rows  # characters of decode(pending[row]) already handed over
@@ -37,10 +40,10 @@ class RowTextStreamer(BaseStreamer):
         for row, token in enumerate(value.reshape(-1).tolist()):
             if self.done[row]:
                 continue
-            if token in self.stop_ids:  # the stop token, or padding after a per-row stop
+            if token == self.eos:
                 self.done[row] = True
-                continue
-            self._add(row, token)
+            elif token not in self.skip_ids:
+                self._add(row, token)
 
     def _add(self, row: int, token: int) -> None:
         pending = self.pending[row]
