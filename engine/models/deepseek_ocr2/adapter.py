@@ -127,14 +127,16 @@ class DeepseekOcr2Adapter(ModelAdapter):
         module.generation_config = self._generation_config()
 
     def _load_processor(self) -> Any:
-        from transformers import AutoTokenizer, DeepseekOcr2ImageProcessorPil, DeepseekOcr2Processor
+        from transformers import AutoTokenizer, DeepseekOcr2Processor
+
+        from .preprocess import UpstreamImageProcessor
 
         folder = self.folder()
         # the PIL image processor, also where torchvision exists: upstream preprocesses with PIL,
-        # and the results must not depend on the host
+        # and the results must not depend on the host; its global view placed as upstream's
         return DeepseekOcr2Processor.from_pretrained(
             folder,
-            image_processor=DeepseekOcr2ImageProcessorPil.from_pretrained(folder),
+            image_processor=UpstreamImageProcessor.from_pretrained(folder),
             tokenizer=AutoTokenizer.from_pretrained(folder),
         )
 
