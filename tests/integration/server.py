@@ -44,6 +44,36 @@ def child_pids(pid: int) -> list[int]:
     return [int(x) for x in raw.split()]
 
 
+def descendants(pid: int) -> set[int]:
+    """Live processes below ``pid`` (children of every thread, recursively), but multiprocess's
+    resource tracker: engines, and engines forked by a zygote."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                raw = Path(f"/proc/{parent}/task/{tid}/children").read_text()
+            except OSError:
+                continue
+            for child in map(int, raw.split()):
+                if child in found:
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"resource_tracker" in cmdline or not pid_alive(child):
+                    continue
+                found.add(child)
+                stack.append(child)
+    return found
+
+
 def pid_alive(pid: int) -> bool:
     return not pid_gone(pid)
 
@@ -80,7 +110,7 @@ class Server:
             raise RuntimeError(f"server not up in {timeout}s")
 
     def engine_pids(self) -> list[int]:
-        pids = child_pids(self.pid)
+        pids = sorted(descendants(self.pid))
         self._engines.update(pids)
         return pids
 
