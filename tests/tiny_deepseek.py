@@ -4,11 +4,14 @@ The real model reads a 1024 px global view and 768 px tiles; the vision tower al
 144 (<= 144 patches) or 256 learned queries per view, so the tiny one keeps those counts: SAM patch
 4 and the processor at 256 px (64 x 64 patches -> 16 x 16 after the x4 downsampling = 256 tokens)
 with 192 px tiles (144 tokens). Every width is small (SAM 32, encoder 64, text 64 with 2 layers,
-one dense and one MoE with 8 experts), so an image costs well under a second on a CPU.
+one dense and one MoE with 8 experts), and SAM attends in 8 x 8 windows only (a global layer over
+the 64 x 64 patches cost ~15x the rest of the vision tower), so an image costs ~0.1 s on a CPU.
 
 The tokenizer is a ``tokenizers`` WordLevel model wrapped in ``PreTrainedTokenizerFast``: the
 prompts' words, the grounding tokens, ``[ ] ,`` and the numbers 0-999 (so recorded grounding output
-can be tokenized), and ``<image>``. No download anywhere.
+can be tokenized), ``<image>``, the table tokens ``<td> </td> <tr> </tr>`` (added tokens, as in
+upstream's tokenizer), and a few words the post-processing tests need (``</s>`` as plain text,
+``\\coloneqq``...). No download anywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", 
 SPECIAL = [BOS, EOS, PAD, "<image>"]
 # added but not "special": decoding keeps them, as the real tokenizer does for grounding output
 GROUNDING = ["<|grounding|>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>"]
+# the table tokens upstream's tokenizer also has whole (its n-gram whitelist names <td>, </td> by id)
+TABLE = ["<td>", "</td>", "<tr>", "</tr>"]
 WORDS = [
     "Convert",
     "the",
@@ -58,13 +63,22 @@ WORDS = [
     "R",
     "&",
     "D",
+    "<table>",
+    "</table>",
+    "image",
+    "</s>",
+    "\\coloneqq",
+    "\\eqqcolon",
+    "x",
+    "y",
 ]
 GLOBAL_SIZE, TILE_SIZE, SAM_PATCH = 256, 192, 4
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     vocab: dict[str, int] = {}
-    for token in ["[UNK]", *SPECIAL, *GROUNDING, "\n", "[", "]", ",", *WORDS, *map(str, range(1000))]:
+    # DeepSeek's ids: BOS 0, EOS 1 (transformers' default DeepseekOcr2Config says EOS 2: see the stop tests)
+    for token in [BOS, EOS, "[UNK]", *SPECIAL, *GROUNDING, "\n", "[", "]", ",", *WORDS, *map(str, range(1000))]:
         vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -76,7 +90,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token="[UNK]",
         extra_special_tokens={"image_token": "<image>"},
     )  # fmt: skip
-    fast.add_tokens(GROUNDING)
+    fast.add_tokens(GROUNDING + TABLE)
     return fast
 
 
@@ -85,7 +99,7 @@ def tiny_config(
 ) -> DeepseekOcr2Config:
     sam = {
         "hidden_size": 32, "output_channels": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "image_size": GLOBAL_SIZE, "patch_size": SAM_PATCH, "window_size": 8, "global_attn_indexes": [1],
+        "image_size": GLOBAL_SIZE, "patch_size": SAM_PATCH, "window_size": 8, "global_attn_indexes": [],
         "downsample_channels": [32, 64],
     }  # fmt: skip
     encoder = {

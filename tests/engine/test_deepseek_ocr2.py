@@ -16,7 +16,6 @@ from engine.models import create_adapter
 from engine.models.base import BadInput, Unsupported, WeightsUnavailable
 from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, checkpoint
 from engine.models.deepseek_ocr2.prompts import build_prompt
-from engine.models.deepseek_ocr2.repetition import RepetitionStop, cut_repetition, repeating_period
 from ipc.weights import WeightStore, unlink_segment
 from tests.tiny_deepseek import build_tiny
 
@@ -83,7 +82,7 @@ def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
         embed = module.model.language_model.embed_tokens.weight
         assert (module.lm_head.weight is embed) == tie
         result = adapter.infer(module, page(), {"prompt_type": "free"}, CPU)
-        assert result["tokens"]["generated"] > 0
+        assert result["usage"]["completion_tokens"] > 0
     finally:
         del module
         unlink_segment(store.name)
@@ -107,9 +106,9 @@ def test_bound_model_has_no_meta_tensors_and_matches_from_pretrained(bound, tiny
     with torch.inference_mode():
         expected = reference.generate(**inputs, do_sample=False, max_new_tokens=12)
     expected_ids = expected[0, inputs["input_ids"].shape[1] :].tolist()
-    assert result["tokens"]["generated"] == len(expected_ids) or result["finish_reason"] != "length"
-    text = adapter.processor.tokenizer.decode(expected_ids[: result["tokens"]["generated"]])
-    assert result["raw_text"] == text.strip()
+    assert result["usage"]["completion_tokens"] == len(expected_ids)
+    eos = adapter.processor.tokenizer.eos_token_id
+    assert result["raw_text"] == adapter.processor.tokenizer.decode([t for t in expected_ids if t != eos])
 
 
 def test_infer_returns_real_tokens_for_every_prompt_type(bound) -> None:
@@ -129,12 +128,16 @@ def test_infer_returns_real_tokens_for_every_prompt_type(bound) -> None:
         result = adapter.infer(module, image, options, CPU)
         assert time.perf_counter() - t0 < 10
         assert set(result) >= {"text", "raw_text", "lines", "boxes"}
-        assert 0 < result["tokens"]["generated"] <= 12
+        assert 0 < result["usage"]["completion_tokens"] <= 12
         assert result["finish_reason"] in ("stop", "length", "repetition")
         assert result["raw_text"] and all(word in vocab for word in result["raw_text"].split())
         assert result["prompt"].startswith("<image>\n")
         # 256 global tokens + separator: the 180 x 120 image needs no crops
-        assert result["tokens"]["prompt"] == 257 + len(adapter.processor.tokenizer(result["prompt"][7:]).input_ids)
+        assert result["usage"]["prompt_tokens"] == 257 + len(
+            adapter.processor.tokenizer(result["prompt"][7:]).input_ids
+        )
+        usage = result["usage"]
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     find = adapter.infer(module, image, {"prompt_type": "find", "find_term": "total"}, CPU)
     assert find["prompt"] == "<image>\nLocate <|ref|>total<|/ref|> in the image."
 
@@ -163,6 +166,7 @@ def test_grounding_output_becomes_pixel_boxes(bound, monkeypatch: pytest.MonkeyP
     ]
     assert result["text"].split() == ["Invoice", "total"]  # the tiny tokenizer decodes with spaces
     assert "<|det|>" in result["raw_text"] and "end▁of▁sentence" not in result["raw_text"]
+    assert result["usage"]["completion_tokens"] == len(answer_ids)  # the stop token counts, as vLLM counts it
     assert len(result["lines"]) == 3
     document = adapter.infer(module, image, {"prompt_type": "document"}, CPU)
     assert document["text"] == "" and len(document["boxes"]) == 3  # labels were layout classes
@@ -194,45 +198,6 @@ def test_prompts_and_grounding_switch() -> None:
         build_prompt({"prompt_type": "freeform", "custom_prompt": "  "})
     with pytest.raises(BadInput, match="grounding"):
         build_prompt({"prompt_type": "ocr", "grounding": "maybe"})
-
-
-def test_repetition_guard() -> None:
-    assert repeating_period(torch.tensor([5, 1, 2, 3, 1, 2, 3, 1, 2, 3]), window=9, max_period=4) == 3
-    assert repeating_period(torch.tensor([1, 2, 3, 4, 5, 6, 7, 8]), window=8, max_period=4) is None
-    assert repeating_period(torch.tensor([7, 7, 7]), window=8, max_period=4) is None  # too short yet
-    assert cut_repetition([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3], 3) == [9, 8, 1, 2, 3]
-    stop = RepetitionStop(prompt_length=2, window=6, max_period=3)
-    ids = torch.tensor([[0, 0, 4, 5, 4, 5, 4, 5], [0, 0, 1, 2, 3, 4, 5, 6]])
-    assert stop(ids, torch.zeros(2, 1)).tolist() == [True, False]
-    assert stop.periods == {0: 2}
-
-
-def test_repetition_stops_generation_and_keeps_one_cycle(bound, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model is forced into a 3-token loop: generation stops after the window, one cycle stays."""
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    adapter, module = bound
-    cycle = adapter.processor.tokenizer.convert_tokens_to_ids(["Invoice", "total", "385"])
-    generate = module.generate
-    calls = []
-
-    class Loop(LogitsProcessor):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            calls.append(1)
-            forced = torch.full_like(scores, -torch.inf)
-            forced[:, cycle[len(calls) % 3]] = 0
-            return forced
-
-    def looping(**kwargs):
-        return generate(**kwargs, logits_processor=LogitsProcessorList([Loop()]))
-
-    monkeypatch.setattr(module, "generate", looping)
-    monkeypatch.setattr(adapter, "max_new_tokens", 100)
-    monkeypatch.setattr(adapter, "repeat_window", 20)
-    result = adapter.infer(module, page(), {"prompt_type": "free"}, CPU)
-    assert result["finish_reason"] == "repetition"
-    assert len(calls) == 20  # stopped as soon as the window was periodic, not at 100
-    assert result["raw_text"].split() == ["total", "385", "Invoice"]
 
 
 def test_dtype_is_bf16_on_cuda_and_float32_on_cpu() -> None:

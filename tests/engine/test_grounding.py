@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.models.grounding import parse_boxes, parse_grounding, strip_end_tokens
+from engine.models.deepseek_ocr2.grounding import document_text, parse_boxes, parse_grounding
 
 # written after the output upstream shows for "<|grounding|>Convert the document to markdown."
 # (transformers' integration test expects "<|ref|>title<|/ref|><|det|>[[330, 198, 559, 230]]<|/det|>\n# R")
@@ -13,7 +13,6 @@ DOCUMENT = (
     "Name/Phone Ext. : Dept. :\n\n"
     "<|ref|>table<|/ref|><|det|>[[0, 400, 999, 999]]<|/det|>\n"
     "<table><tr><td>Date</td></tr></table>"
-    "<｜end▁of▁sentence｜>"
 )
 W, H = 1998, 999  # 2 px per unit horizontally, 1 vertically
 
@@ -26,7 +25,7 @@ def test_document_boxes_are_scaled_to_pixels_and_spans_removed() -> None:
     assert g.boxes[2]["box"] == [80, 310, 1000, 340]
     assert g.boxes[3]["box"] == [0, 400, W, H]
     assert g.text.startswith("# R&D QUALITY")
-    for tag in ("<|ref|>", "<|det|>", "title", "end▁of▁sentence", "[["):
+    for tag in ("<|ref|>", "<|det|>", "title", "[["):
         assert tag not in g.text
     assert "Name/Phone Ext." in g.text and g.text.endswith("</table>")
     # lines: the content that follows each span, with the box as four corners
@@ -68,11 +67,52 @@ def test_malformed_spans_are_tolerated() -> None:
     assert g.text.startswith("a short group skipped\nb\nc\nd\nstray  tag and  and an unclosed e")
 
 
-def test_text_without_grounding_is_unchanged_but_end_tokens_go() -> None:
-    raw = "Plain text.\nSecond line<｜end▁of▁sentence｜>"
+def test_text_without_grounding_is_unchanged() -> None:
+    raw = "Plain text.\nSecond line with a literal </s> and <pad>"
     g = parse_grounding(raw, 100, 100)
-    assert g.text == "Plain text.\nSecond line" and g.boxes == [] and g.lines == []
-    assert strip_end_tokens("x</s><pad>", ("<pad>",)) == "x"
+    assert g.text == raw and g.boxes == [] and g.lines == []
+
+
+# the markdown upstream writes for a page with a figure (run_dpsk_ocr2_image.py: result.mmd):
+# image spans -> ![](images/N.jpg)\n, other spans removed, \coloneqq -> :=, \eqqcolon -> =:
+FIGURE_PAGE = (
+    "<|ref|>title<|/ref|><|det|>[[10, 10, 500, 60]]<|/det|>\n# Results\n\n\n\n"
+    "<|ref|>image<|/ref|><|det|>[[100, 100, 899, 599]]<|/det|>\n\n"
+    "<|ref|>text<|/ref|><|det|>[[10, 620, 990, 700]]<|/det|>\nLet $f \\coloneqq g$ and $h \\eqqcolon k$.\n\n\n\n\n\n"
+    "<|ref|>image<|/ref|><|det|>[[0, 700, 499, 999]]<|/det|>\n"
+    "<|ref|>text<|/ref|><|det|>[[10, 620, 990, 700]]<|/det|>\nStrike <s>this</s> out."
+)
+
+
+def test_document_figures_become_placeholders_with_their_boxes() -> None:
+    g = parse_grounding(FIGURE_PAGE, 999, 999, keep_labels=False)
+    assert g.text == (
+        "# Results\n\n![](figure-0)\n\nLet $f := g$ and $h =: k$.\n\n![](figure-1)\n\nStrike <s>this</s> out."
+    )
+    figures = [b for b in g.boxes if b["label"] == "image"]
+    assert figures == [
+        {"label": "image", "box": [100, 100, 899, 599], "figure": 0},
+        {"label": "image", "box": [0, 700, 499, 999], "figure": 1},
+    ]
+    assert [b["label"] for b in g.boxes] == ["title", "image", "text", "image", "text"]
+
+
+def test_document_text_matches_upstream_replacements() -> None:
+    """Upstream's own chain of replace() calls, on text where it is complete (runs of <= 5 newlines)."""
+    text = "a \\coloneqq b\n\n\n\nc \\eqqcolon d\n\n\ne\n\n\n\n\nf"
+    upstream = (
+        text.replace("\\coloneqq", ":=")
+        .replace("\\eqqcolon", "=:")
+        .replace("\n\n\n\n", "\n\n")
+        .replace("\n\n\n", "\n\n")
+    )
+    assert document_text(text) == upstream == "a := b\n\nc =: d\n\ne\n\nf"
+    assert document_text("x" + "\n" * 9 + "y") == "x\n\ny"  # upstream leaves 3 newlines here
+
+
+def test_other_modes_keep_macros_and_blank_lines() -> None:
+    raw = "<|ref|>a \\coloneqq b<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n\n\n\nnext"
+    assert parse_grounding(raw, 999, 999).text == "a \\coloneqq b\n\n\n\nnext"
 
 
 def test_parse_boxes_several_per_det() -> None:

@@ -2,6 +2,12 @@
 
 Options arrive as HTTP form fields, so every value may be a string: ``grounding`` accepts
 ``true/false/1/0/yes/no/on/off`` as well as booleans.
+
+Text from the client must not smuggle the model's control tokens into the prompt (an ``<image>``
+in ``find_term`` would ask for a second image; an end token would end the prompt): a field that
+holds one is refused with a 400 that names it. A custom prompt may start with ``<image>`` and
+``<|grounding|>`` (upstream's prompts do) and may use ``<|ref|>...<|/ref|>`` (upstream's locate
+prompt), nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from ..base import BadInput, Unsupported
 
 IMAGE = "<image>"
 GROUNDING = "<|grounding|>"
+REF_TAGS = ("<|ref|>", "<|/ref|>")
+# markup tokens of DeepSeek-OCR's tokenizer, refused in client text besides the tokenizer's own specials
+MARKUP = (IMAGE, GROUNDING, *REF_TAGS, "<|det|>", "<|/det|>")
 
 # prompt type -> (instruction, grounding by default); grounding is inserted after "<image>\n"
 PROMPTS: dict[str, tuple[str, bool]] = {
@@ -37,7 +46,7 @@ class Prompt:
 
     @property
     def keep_labels(self) -> bool:
-        """Whether ``<|ref|>`` labels are content (see ``engine.models.grounding``)."""
+        """Whether ``<|ref|>`` labels are content (see ``grounding``)."""
         return self.prompt_type != "document"
 
 
@@ -52,8 +61,30 @@ def parse_bool(name: str, value: Any) -> bool:
     raise BadInput(f"option {name!r} must be true or false, not {value!r}")
 
 
-def build_prompt(options: dict[str, Any]) -> Prompt:
-    """The prompt for a request's ``prompt_type`` (default ``ocr``) and its options."""
+def check_text(name: str, value: str, forbidden: tuple[str, ...]) -> None:
+    """BadInput naming the first control token ``value`` holds."""
+    for token in forbidden:
+        if token and token in value:
+            raise BadInput(f"{name!r} must not contain the model's special token {token!r}")
+
+
+def _custom_instruction(custom: str, forbidden: tuple[str, ...]) -> tuple[str, bool]:
+    """A custom prompt without its leading ``<image>`` / ``<|grounding|>``, and whether it had the latter."""
+    text = custom.strip()
+    if text.startswith(IMAGE):
+        text = text[len(IMAGE) :].lstrip()
+    grounding = text.startswith(GROUNDING)
+    if grounding:
+        text = text[len(GROUNDING) :].lstrip()
+    check_text("custom_prompt", text, tuple(t for t in forbidden if t not in REF_TAGS))
+    return text, grounding
+
+
+def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -> Prompt:
+    """The prompt for a request's ``prompt_type`` (default ``ocr``) and its options.
+
+    ``forbidden``: the tokens client text may not hold (the adapter adds its tokenizer's specials).
+    """
     prompt_type = str(options.get("prompt_type") or "ocr")
     if prompt_type not in PROMPTS:
         raise Unsupported(f"unknown prompt_type {prompt_type!r} for deepseek-ocr-2; known: {', '.join(PROMPT_TYPES)}")
@@ -65,15 +96,16 @@ def build_prompt(options: dict[str, Any]) -> Prompt:
         term = str(options.get("find_term") or "").strip()
         if not term:
             raise BadInput("prompt_type 'find' needs a non-empty 'find_term' (what to locate)")
+        check_text("find_term", term, forbidden)
         instruction = instruction.format(term=term)
     elif prompt_type == "freeform":
         custom = str(options.get("custom_prompt") or "").strip()
         if not custom:
             raise BadInput("prompt_type 'freeform' needs a non-empty 'custom_prompt'")
-        instruction = custom.replace(IMAGE, "").replace(GROUNDING, "").strip()
+        instruction, has_grounding = _custom_instruction(custom, forbidden)
         if not instruction:
             raise BadInput("'custom_prompt' has no instruction besides <image> / <|grounding|>")
         if options.get("grounding") is None:
-            grounding = GROUNDING in custom
+            grounding = has_grounding
     text = f"{IMAGE}\n{GROUNDING if grounding else ''}{instruction}"
     return Prompt(prompt_type, text, grounding)

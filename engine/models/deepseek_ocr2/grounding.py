@@ -2,16 +2,22 @@
 
 The model writes ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], ...]<|/det|>``, coordinates in a
 0-999 space over the whole image. Upstream scales them with ``int(x / 999 * image_width)``
-(deepseek-ai/DeepSeek-OCR, ``DeepSeek-OCR-vllm/run_dpsk_ocr_image.py``, ``draw_bounding_boxes``);
+(deepseek-ai/DeepSeek-OCR-2, ``DeepSeek-OCR2-vllm/run_dpsk_ocr2_image.py``, ``draw_bounding_boxes``);
 so do we.
 
-What happens to the label in ``text``:
+What happens to a span in ``text``:
 
 - document mode (``keep_labels=False``): the label is a layout class (``title``, ``text``,
-  ``table``, ``image``...) and the content follows the span, so the span goes entirely, as upstream
-  does when it writes ``result.mmd``;
+  ``table``, ``image``...) and the content follows the span. As upstream writes ``result.mmd``: an
+  ``image`` span becomes a figure placeholder (upstream ``![](images/N.jpg)``, here
+  ``![](figure-N)``, N counting the page's figures from 0, the box in ``boxes``), every other span
+  goes, ``\\coloneqq`` / ``\\eqqcolon`` become ``:=`` / ``=:``, and runs of blank lines shrink to
+  one (upstream's PDF script does this with two ``replace`` calls that miss runs of 6+ newlines);
 - other modes (``keep_labels=True``): the label *is* the content (OCR with grounding writes each
   line as a ref; ``find`` refs the searched term), so it stays as plain text.
+
+Only grounding tags are markup here. The stop and padding tokens are cut by token id before
+decoding (``adapter``), so text such as a literal ``</s>`` in a page is kept, as upstream keeps it.
 
 Each box also becomes a ``lines`` entry (its label, or in document mode the text that follows the
 span). Malformed output is tolerated: a ``<|det|>`` without its closing tag runs to the end, a
@@ -25,13 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COORD_MAX = 999
-# the DeepSeek tokenizer's end/padding tokens, which decoding keeps when special tokens are kept
-END_TOKENS = ("<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜begin▁of▁sentence｜>", "</s>")
+FIGURE_LABEL = "image"
+LATEX_MACROS = (("\\coloneqq", ":="), ("\\eqqcolon", "=:"))
 _SPAN = re.compile(r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>(.*?)(?:<\|/det\|>|$)", re.DOTALL)
 _DET_ONLY = re.compile(r"<\|det\|>(.*?)(?:<\|/det\|>|$)", re.DOTALL)
 _TAGS = re.compile(r"<\|/?(?:ref|det|grounding)\|>")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _GROUP = re.compile(r"\[([^\[\]]*)\]")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 @dataclass
@@ -39,13 +46,6 @@ class Grounded:
     text: str
     boxes: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
-
-
-def strip_end_tokens(raw: str, extra: tuple[str, ...] = ()) -> str:
-    for token in (*END_TOKENS, *extra):
-        if token:
-            raw = raw.replace(token, "")
-    return raw
 
 
 def _scale(value: float, size: int) -> int:
@@ -67,25 +67,42 @@ def parse_boxes(det: str, width: int, height: int) -> list[list[int]]:
     return boxes
 
 
+def document_text(text: str) -> str:
+    """Upstream's clean-up of markdown output: LaTeX macros mapped, at most one blank line in a row."""
+    for macro, plain in LATEX_MACROS:
+        text = text.replace(macro, plain)
+    return _BLANK_LINES.sub("\n\n", text)
+
+
 def parse_grounding(raw: str, width: int, height: int, keep_labels: bool = True) -> Grounded:
     """The text without grounding markup, its boxes and lines (see the module doc)."""
-    raw = strip_end_tokens(raw)
     spans = list(_SPAN.finditer(raw))
     boxes: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     pieces: list[str] = []
     cursor = 0
+    figures = 0
     for i, span in enumerate(spans):
         label = _TAGS.sub("", span.group(1)).strip()
         pieces.append(raw[cursor : span.start()])
         if keep_labels:
             pieces.append(label)
+        figure = None
+        if not keep_labels and label == FIGURE_LABEL:
+            figure = figures
+            pieces.append(f"![](figure-{figure})\n")
+            figures += 1
         cursor = span.end()
         following = raw[cursor : spans[i + 1].start() if i + 1 < len(spans) else len(raw)]
         line_text = label if keep_labels else _TAGS.sub("", _DET_ONLY.sub("", following)).strip()
         for x1, y1, x2, y2 in parse_boxes(span.group(2), width, height):
-            boxes.append({"label": label, "box": [x1, y1, x2, y2]})
+            box: dict[str, Any] = {"label": label, "box": [x1, y1, x2, y2]}
+            if figure is not None:
+                box["figure"] = figure  # the N of its ![](figure-N)
+            boxes.append(box)
             lines.append({"text": line_text, "box": [[x1, y1], [x2, y1], [x2, y2], [x1, y2]], "score": None})
     pieces.append(raw[cursor:])
     text = _TAGS.sub("", _DET_ONLY.sub("", "".join(pieces)))
+    if not keep_labels:
+        text = document_text(text)
     return Grounded(text=text.strip(), boxes=boxes, lines=lines)

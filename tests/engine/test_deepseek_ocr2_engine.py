@@ -1,0 +1,95 @@
+"""deepseek-ocr-2 through a real engine process: one InferBatch of 8 mixed requests, streamed, against
+the same requests sent one by one (EngineHandle + Load + Infer / InferBatch, the tiny random model)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from ipc import protocol as p
+from ipc.weights import unlink_segment
+from supervisor.engine_handle import EngineFailure, EngineHandle
+from tests.helpers import SegmentGuard, pid_gone, shm  # noqa: F401  (shm is a fixture)
+from tests.tiny_deepseek import build_tiny
+
+MODEL = "deepseek-ocr-2"
+TIMEOUT = 120.0
+pytestmark = pytest.mark.timeout(300)
+
+
+def png(width: int, height: int, text: str) -> bytes:
+    img = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(img).text((10, 10), text, fill="black")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+# different sizes (with and without tiles), prompt types, prompt lengths and token limits
+REQUESTS: list[tuple[bytes, dict[str, Any]]] = [
+    (png(180, 120, "a"), {"prompt_type": "free"}),
+    (png(400, 150, "Invoice 2041"), {"prompt_type": "document"}),
+    (png(300, 300, "total"), {"prompt_type": "ocr", "max_tokens": 5}),
+    (png(200, 500, "Berlin"), {"prompt_type": "find", "find_term": "total"}),
+    (png(180, 120, "x"), {"prompt_type": "freeform", "custom_prompt": "Read the total in this image."}),
+    (png(500, 200, "y"), {"prompt_type": "describe", "source": "pdf"}),
+    (png(120, 90, "q"), {"prompt_type": "figure", "max_tokens": 9}),
+    (png(250, 250, "r"), {"prompt_type": "free", "grounding": "true"}),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("tiny-deepseek-engine"))
+
+
+@pytest.fixture
+async def engine(tiny: Path, shm: SegmentGuard) -> AsyncIterator[EngineHandle]:
+    handle = EngineHandle(log_level="WARNING", boot_timeout=TIMEOUT, threads=1)
+    segment = shm.name("deepseek")
+    try:
+        await handle.spawn()
+        options = {"model_path": str(tiny), "max_new_tokens": 20}
+        await handle.request(p.Load(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
+        yield handle
+    finally:
+        await handle.kill()
+        unlink_segment(segment)  # the supervisor's job: it owns the segments
+        assert handle.pid is None or pid_gone(handle.pid)
+
+
+async def test_batch_through_the_engine_is_token_for_token_one_by_one_and_streams(engine: EngineHandle) -> None:
+    alone = [(await engine.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)) for image, opts in REQUESTS]
+    streamed: dict[int, list[str]] = {}
+    reply = await engine.request(
+        p.InferBatch(0, MODEL, [opts for _, opts in REQUESTS], images=[image for image, _ in REQUESTS], stream=True),
+        timeout=TIMEOUT,
+        on_partial=lambda index, text: streamed.setdefault(index, []).append(text),
+    )
+    results = reply["results"]
+    assert len(results) == len(REQUESTS)
+    for i, (one, together) in enumerate(zip(alone, results)):
+        for key in ("text", "raw_text", "boxes", "lines", "finish_reason", "usage", "prompt"):
+            assert together[key] == one[key], (i, key)
+        assert together["timing"]["batch"] == len(REQUESTS)
+        assert "".join(streamed.get(i, [])) == together["raw_text"], i
+    assert results[2]["usage"]["completion_tokens"] == 5
+    assert len({r["usage"]["prompt_tokens"] for r in results}) >= 4  # left padding really happened
+
+
+async def test_bad_requests_fail_alone_in_a_batch(engine: EngineHandle) -> None:
+    good, _ = REQUESTS[0]
+    options = [{"prompt_type": "find", "find_term": "<image>"}, {"prompt_type": "free"}, {"prompt_type": "free"}]
+    reply = await engine.request(p.InferBatch(0, MODEL, options, images=[good, good, b"not an image"]), timeout=TIMEOUT)
+    bad_term, ok, bad_image = reply["results"]
+    assert bad_term["error"]["type"] == p.WireError.BAD_INPUT and "'<image>'" in bad_term["error"]["message"]
+    assert ok["usage"]["completion_tokens"] > 0
+    assert bad_image["error"]["type"] == p.WireError.BAD_INPUT
+    with pytest.raises(EngineFailure) as info:  # alone, the same request is a bad_input reply (a 400)
+        await engine.request(p.Infer(0, MODEL, options[0], good), timeout=TIMEOUT)
+    assert info.value.type == p.WireError.BAD_INPUT

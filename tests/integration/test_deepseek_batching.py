@@ -1,0 +1,61 @@
+"""8 concurrent clients through a real server run as one deepseek-ocr-2 batch and get, token for token,
+what the same requests get one by one (tiny random model, greedy, CPU, ``--max-batch 8``)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import aiohttp
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.integration.server import post_ocr, running_server
+from tests.tiny_deepseek import build_tiny
+
+MODEL = "deepseek-ocr-2"
+pytestmark = pytest.mark.timeout(300)
+
+
+def png(width: int, height: int, text: str) -> bytes:
+    img = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(img).text((10, 10), text, fill="black")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+# different images (with and without tiles), prompt types, prompt lengths and token limits
+CLIENTS: list[tuple[bytes, dict[str, str]]] = [
+    (png(180, 120, "a"), {"prompt_type": "free"}),
+    (png(400, 150, "Invoice 2041"), {"prompt_type": "document"}),
+    (png(300, 300, "total"), {"prompt_type": "ocr", "max_tokens": "5"}),
+    (png(200, 500, "Berlin"), {"prompt_type": "find", "find_term": "total"}),
+    (png(180, 120, "x"), {"prompt_type": "freeform", "custom_prompt": "Read the total in this image."}),
+    (png(500, 200, "y"), {"prompt_type": "describe"}),
+    (png(120, 90, "q"), {"prompt_type": "figure", "max_tokens": "9"}),
+    (png(250, 250, "r"), {"prompt_type": "free", "grounding": "true"}),
+]
+KEYS = ("text", "raw_text", "boxes", "lines")
+
+
+async def test_eight_concurrent_clients_get_the_one_by_one_answers(tmp_path) -> None:
+    tiny = build_tiny(tmp_path / "tiny")
+    args = ("--model", MODEL, "--max-batch", "8", "--idle-timeout", "300", "--engine-threads", "1",
+            "--model-option", f"{MODEL}.model_path={tiny}", "--model-option", f"{MODEL}.max_new_tokens=24")  # fmt: skip
+    with running_server(*args) as server:
+        async with aiohttp.ClientSession() as s:
+            code, _ = await post_ocr(s, server.url, CLIENTS[0][0], prompt_type="free")  # loads the model
+            assert code == 200
+            # a long request holds the engine while the 8 clients queue up behind it
+            blocker = asyncio.create_task(post_ocr(s, server.url, CLIENTS[0][0], prompt_type="free", max_tokens="400"))
+            await asyncio.sleep(0.3)
+            together = await asyncio.gather(*(post_ocr(s, server.url, image, **f) for image, f in CLIENTS))
+            assert (await blocker)[0] == 200
+            alone = [await post_ocr(s, server.url, image, **fields) for image, fields in CLIENTS]
+    for i, ((code_b, batched), (code_a, single)) in enumerate(zip(together, alone)):
+        assert code_b == code_a == 200, (i, batched, single)
+        assert single["metadata"]["timing"]["batch"] == 1
+        assert {k: batched[k] for k in KEYS} == {k: single[k] for k in KEYS}, i
+    sizes = [r["metadata"]["timing"]["batch"] for _, r in together]
+    assert max(sizes) > 1, sizes  # they really ran together (8 when they all queued behind the blocker)
