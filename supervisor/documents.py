@@ -55,6 +55,8 @@ async def read_pages(
         result = await lc.infer(data, options, on_partial=partial, keep_alive=keep_alive)
         yield PageResult(1, 1, result, header.width, header.height)
         return
+    # upstream runs PDF pages with a narrower repetition window than single images
+    options = {**options, "source": "pdf"}
     doc = await asyncio.to_thread(
         PdfPages, data, settings.pdf_dpi, settings.max_pdf_pages, max_total_pixels=settings.max_pdf_pixels, pages=pages
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def result_body(result: dict[str, Any]) -> dict[str, Any]:
-    return {
+    body = {
         "text": result.get("text", ""),
         "raw_text": result.get("raw_text", result.get("text", "")),
         "boxes": result.get("boxes", []),
@@ -14,6 +14,11 @@ def result_body(result: dict[str, Any]) -> dict[str, Any]:
         "image_dims": result.get("image_dims"),
         "timing": result.get("timing", {}),
     }
+    # generative models say why they stopped and how many tokens it took
+    for key in ("finish_reason", "usage", "rotation"):
+        if key in result:
+            body[key] = result[key]
+    return body
 
 
 def pdf_body(results: list[dict[str, Any]], numbers: list[int]) -> dict[str, Any]:
@@ -22,7 +27,11 @@ def pdf_body(results: list[dict[str, Any]], numbers: list[int]) -> dict[str, Any
     for page in pages:
         for key, value in page.pop("timing").items():
             timing[key] = timing.get(key, 0.0) + value
-    return {
+    usage: dict[str, int] = {}
+    for page in pages:
+        for key, value in (page.get("usage") or {}).items():
+            usage[key] = usage.get(key, 0) + int(value)
+    merged = {
         "text": "\n\n".join(page["text"] for page in pages),
         "raw_text": "\n\n".join(page["raw_text"] for page in pages),
         "boxes": [{**box, "page": page["page"]} for page in pages for box in page["boxes"]],
@@ -30,3 +39,6 @@ def pdf_body(results: list[dict[str, Any]], numbers: list[int]) -> dict[str, Any
         "pages": pages,
         "timing": timing,
     }
+    if usage:
+        merged["usage"] = usage
+    return merged

@@ -23,13 +23,14 @@ Request options: ``prompt_type``, ``find_term``, ``custom_prompt``, ``grounding`
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ipc.cache import cache_root
 
 from ..base import BadInput, ModelAdapter, PartialCallback
 from . import checkpoint
@@ -87,8 +88,7 @@ class DeepseekOcr2Adapter(ModelAdapter):
         return self._config
 
     def _cache_root(self) -> Path:
-        root = self.options.get("cache_dir") or os.environ.get("DSOCR_CACHE_DIR") or "~/.cache/dsocr"
-        return Path(root).expanduser()
+        return cache_root(self.options)
 
     def weight_files(self) -> list[Path]:
         folder = self.folder(download=True)
