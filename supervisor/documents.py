@@ -114,3 +114,51 @@ async def _read_pdf(
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+@dataclass
+class Event:
+    """One step of a streamed read: ``partial`` text of a page as it is generated, or a ``page`` done."""
+
+    kind: str  # "partial" | "page"
+    number: int
+    text: str = ""
+    page: PageResult | None = None
+
+
+async def stream_pages(
+    lc: ModelLifecycle,
+    settings: Settings,
+    data: bytes,
+    options: dict[str, Any],
+    *,
+    pages: list[int] | None = None,
+    keep_alive: float | None = None,
+) -> AsyncIterator[Event]:
+    """``read_pages`` as one async iterator of events: partial text as the engine sends it (token
+    streaming, for models that stream) interleaved with each finished page, in order. Leaving the
+    loop early cancels what is still being read."""
+    events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+
+    def on_partial(number: int, text: str) -> None:
+        events.put_nowait(Event("partial", number, text))
+
+    async def produce() -> None:
+        try:
+            async for page in read_pages(
+                lc, settings, data, options, pages=pages, on_partial=on_partial, keep_alive=keep_alive
+            ):
+                events.put_nowait(Event("page", page.number, page=page))
+            events.put_nowait(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            events.put_nowait(exc)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (event := await events.get()) is not None:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)

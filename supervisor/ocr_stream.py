@@ -21,7 +21,7 @@ from aiohttp import web
 from PIL import Image
 
 from supervisor import routes
-from supervisor.documents import PageResult, read_pages
+from supervisor.documents import Event, PageResult, stream_pages
 from supervisor.errors import http_status
 from supervisor.forms import read_form
 from supervisor.pdf import is_pdf, render_pdf
@@ -36,6 +36,8 @@ def _line(data: dict[str, Any]) -> bytes:
 
 
 async def ocr_stream(request: web.Request) -> web.StreamResponse:
+    """With ``?partial=1``, text is also sent as it is generated: ``{"page": k, "partial": "..."}``
+    lines (models that stream: DeepSeek-OCR-2), before that page's full line."""
     service = request.app[SERVICE]
     settings = service.settings
     started = time.monotonic()
@@ -45,10 +47,11 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     options = {k: form.fields[k] for k in routes.OPTION_FIELDS if k in form.fields}
     options.setdefault("prompt_type", "ocr")
     keep_alive = routes.parse_keep_alive(form.fields.get("keep_alive"))
-    pages = read_pages(lc, settings, form.data, options, keep_alive=keep_alive)
-    # the first page is awaited before the answer starts: bad input and limits get a plain 4xx
+    send_partials = request.query.get("partial", "") in ("1", "true", "yes")
+    events = stream_pages(lc, settings, form.data, options, keep_alive=keep_alive)
+    # the first event is awaited before the answer starts: bad input and limits get a plain 4xx
     try:
-        first = await anext_or_none(pages)
+        first = await anext_or_none(events)
     except Exception as exc:
         routes.log_ocr(lc.model, 0, time.monotonic() - started, http_status(exc)[0], request["request_id"])
         raise
@@ -56,14 +59,20 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-store", "X-Request-ID": request["request_id"]})  # fmt: skip
     await response.prepare(request)
     results: list[PageResult] = []
-    status, number, count = 200, 0, first.count if first else 0
+    status, number, count = 200, 0, 0
     try:
-        page = first
-        while page is not None:
-            number = page.number
-            results.append(page)
-            await response.write(_line({"page": page.number, "pages": page.count, **result_body(page.result)}))
-            page = await anext_or_none(pages)
+        event = first
+        while event is not None:
+            number = event.number
+            if event.kind == "partial":
+                if send_partials:
+                    await response.write(_line({"page": event.number, "partial": event.text}))
+            elif event.page is not None:
+                page = event.page
+                count = page.count
+                results.append(page)
+                await response.write(_line({"page": page.number, "pages": page.count, **result_body(page.result)}))
+            event = await anext_or_none(events)
         if form.is_pdf:
             body = pdf_body([p.result for p in results], [p.number for p in results])
         else:
@@ -87,7 +96,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
         final = {"done": True, "success": False, "status": status, "error": message, "page": number,
                  "request_id": request["request_id"]}  # fmt: skip
     finally:
-        await pages.aclose()
+        await events.aclose()
     routes.log_ocr(lc.model, len(results), time.monotonic() - started, status, request["request_id"])
     try:
         await response.write(_line(final))
@@ -97,9 +106,9 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def anext_or_none(pages: AsyncIterator[PageResult]) -> PageResult | None:
+async def anext_or_none(events: AsyncIterator[Event]) -> Event | None:
     try:
-        return await pages.__anext__()
+        return await events.__anext__()
     except StopAsyncIteration:
         return None
 

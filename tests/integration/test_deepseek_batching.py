@@ -7,6 +7,7 @@ import asyncio
 import io
 
 import aiohttp
+import orjson
 import pytest
 from PIL import Image, ImageDraw
 
@@ -59,3 +60,22 @@ async def test_eight_concurrent_clients_get_the_one_by_one_answers(tmp_path) -> 
         assert {k: batched[k] for k in KEYS} == {k: single[k] for k in KEYS}, i
     sizes = [r["metadata"]["timing"]["batch"] for _, r in together]
     assert max(sizes) > 1, sizes  # they really ran together (8 when they all queued behind the blocker)
+
+
+async def test_partial_text_streams_token_by_token_and_joins_to_the_answer(tmp_path) -> None:
+    tiny = build_tiny(tmp_path / "tiny")
+    args = ("--model", MODEL, "--idle-timeout", "300", "--engine-threads", "1",
+            "--model-option", f"{MODEL}.model_path={tiny}", "--model-option", f"{MODEL}.max_new_tokens=48")  # fmt: skip
+    with running_server(*args) as server:
+        async with aiohttp.ClientSession() as s:
+            form = aiohttp.FormData()
+            form.add_field("prompt_type", "free")
+            form.add_field("file", png(180, 120, "a"), filename="a.png", content_type="image/png")
+            async with s.post(f"{server.url}/ocr/stream?partial=1", data=form) as resp:
+                assert resp.status == 200
+                lines = [orjson.loads(line) async for line in resp.content if line.strip()]
+    partials = [line["partial"] for line in lines if "partial" in line]
+    page = next(line for line in lines if "pages" in line and "partial" not in line)
+    assert len(partials) >= 2, lines  # more than one piece: streamed, not sent at the end
+    assert "".join(partials) == page["raw_text"]
+    assert lines[-1]["done"] is True and lines[-1]["success"] is True
