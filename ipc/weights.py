@@ -319,7 +319,8 @@ def list_segments() -> list[str]:
         return []
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -334,6 +335,6 @@ def remove_orphans() -> list[str]:
     removed = []
     for name in list_segments():
         pid = owner_pid(name)
-        if pid is not None and not _pid_alive(pid) and unlink_segment(name):
+        if pid is not None and not pid_alive(pid) and unlink_segment(name):
             removed.append(name)
     return removed

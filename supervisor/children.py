@@ -7,9 +7,10 @@ model's current engine nor known to their owner: after a correct run that list i
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
+
+from ipc.weights import pid_alive as process_exists
 
 
 @dataclass
@@ -37,13 +38,10 @@ def private_rss_bytes(pid: int) -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """Alive and not a zombie (a zombie is dead for our purposes: it holds no memory)."""
+    if not process_exists(pid):
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes: it holds no memory
+    try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):

@@ -75,7 +75,7 @@ async def _read(request: web.Request, file_limit: int, file_field: str) -> Form:
             else:
                 raw = await _read_limited(
                     part, min(MAX_FIELD_BYTES, budget.fields_left),
-                    f"form fields exceed {MAX_FIELD_BYTES} bytes each or {MAX_FIELDS_BYTES} bytes together",
+                    f"form field over the limit of {MAX_FIELD_BYTES} bytes ({MAX_FIELDS_BYTES} for all fields together)",
                 )  # fmt: skip
                 budget.fields_left -= len(raw)
                 if not part.name:

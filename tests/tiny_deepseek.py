@@ -16,9 +16,11 @@ upstream's tokenizer), and a few words the post-processing tests need (``</s>`` 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     DeepseekOcr2Config,
@@ -150,3 +152,26 @@ if __name__ == "__main__":
     import sys
 
     print(build_tiny(Path(sys.argv[1])))
+
+
+def text_png(width: int, height: int, text: str) -> bytes:
+    """A small white image with ``text`` drawn on it (the tiny model reads nothing: any pixels do)."""
+    img = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(img).text((10, 10), text, fill="black")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+# different sizes (with and without tiles), prompt types, prompt lengths and token limits: what a
+# batch must answer exactly as the one-by-one run does
+MIXED_REQUESTS: list[tuple[bytes, dict[str, str]]] = [
+    (text_png(180, 120, "a"), {"prompt_type": "free"}),
+    (text_png(400, 150, "Invoice 2041"), {"prompt_type": "document"}),
+    (text_png(300, 300, "total"), {"prompt_type": "ocr", "max_tokens": "5"}),
+    (text_png(200, 500, "Berlin"), {"prompt_type": "find", "find_term": "total"}),
+    (text_png(180, 120, "x"), {"prompt_type": "freeform", "custom_prompt": "Read the total in this image."}),
+    (text_png(500, 200, "y"), {"prompt_type": "describe"}),
+    (text_png(120, 90, "q"), {"prompt_type": "figure", "max_tokens": "9"}),
+    (text_png(250, 250, "r"), {"prompt_type": "free", "grounding": "true"}),
+]

@@ -4,39 +4,20 @@ what the same requests get one by one (tiny random model, greedy, CPU, ``--max-b
 from __future__ import annotations
 
 import asyncio
-import io
 
 import aiohttp
 import orjson
 import pytest
-from PIL import Image, ImageDraw
 
 from tests.integration.server import post_ocr, running_server
+from tests.tiny_deepseek import MIXED_REQUESTS as CLIENTS
 from tests.tiny_deepseek import build_tiny
+from tests.tiny_deepseek import text_png as png
 
 MODEL = "deepseek-ocr-2"
 pytestmark = pytest.mark.timeout(300)
 
 
-def png(width: int, height: int, text: str) -> bytes:
-    img = Image.new("RGB", (width, height), "white")
-    ImageDraw.Draw(img).text((10, 10), text, fill="black")
-    out = io.BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
-
-
-# different images (with and without tiles), prompt types, prompt lengths and token limits
-CLIENTS: list[tuple[bytes, dict[str, str]]] = [
-    (png(180, 120, "a"), {"prompt_type": "free"}),
-    (png(400, 150, "Invoice 2041"), {"prompt_type": "document"}),
-    (png(300, 300, "total"), {"prompt_type": "ocr", "max_tokens": "5"}),
-    (png(200, 500, "Berlin"), {"prompt_type": "find", "find_term": "total"}),
-    (png(180, 120, "x"), {"prompt_type": "freeform", "custom_prompt": "Read the total in this image."}),
-    (png(500, 200, "y"), {"prompt_type": "describe"}),
-    (png(120, 90, "q"), {"prompt_type": "figure", "max_tokens": "9"}),
-    (png(250, 250, "r"), {"prompt_type": "free", "grounding": "true"}),
-]
 KEYS = ("text", "raw_text", "boxes", "lines")
 
 
