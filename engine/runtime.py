@@ -14,6 +14,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,8 +23,9 @@ from engine import placement
 from engine.images import decode_image
 from engine.models import create_adapter
 from engine.models.base import BadInput, ModelAdapter, PartialCallback, Unsupported
+from ipc.cache import cache_root
 from ipc.errors import NotLoaded
-from ipc.weights import WeightStore, unlink_segment
+from ipc.weights import StoreError, WeightStore, unlink_segment
 
 log = logging.getLogger("dsocr.engine")
 
@@ -59,7 +61,11 @@ class EngineRuntime:
         adapter = create_adapter(model, options)
         files = adapter.weight_files()
         t_files = time.perf_counter()
-        created = WeightStore.from_safetensors(segment, files)
+        try:
+            created = WeightStore.from_safetensors(segment, files)
+        except StoreError as exc:
+            files = self._rebuild_cached(adapter, files, exc)
+            created = WeightStore.from_safetensors(segment, files)
         created.close()  # the engine maps segments read-only, like a restore would
         t_store = time.perf_counter()
         try:
@@ -75,6 +81,18 @@ class EngineRuntime:
             seconds=time.perf_counter() - t0,
         )
         return result
+
+    def _rebuild_cached(self, adapter: ModelAdapter, files: list, exc: Exception) -> list:
+        """A converted file in our cache that cannot be read (truncated, corrupt): remove it and
+        convert again, once. A file outside the cache is the user's: its error stands."""
+        root = cache_root(adapter.options).resolve()
+        cached = [f for f in files if root in Path(f).resolve().parents]
+        if not cached:
+            raise exc
+        for path in cached:
+            log.warning("cached %s is unreadable (%s); converting it again", path, exc)
+            Path(path).unlink(missing_ok=True)
+        return adapter.weight_files()
 
     def prepare(self, model: str, segment: str, options: dict[str, Any]) -> dict[str, Any]:
         """Import the model's code and map its segment, touching no device (standby engines)."""
@@ -226,6 +244,7 @@ class EngineRuntime:
             "device_bytes": loaded.placement.device_bytes if loaded.placement else 0,
             "pinned": bool(loaded.placement and loaded.placement.pinned),
             "prompt_types": list(loaded.adapter.prompt_types),
+            "batch_limit": loaded.adapter.batch_limit(loaded.device),
             "device_memory": placement.device_memory(loaded.device),
         }
 

@@ -1,71 +1,29 @@
 """The aiohttp application: ``make_app(settings)``; the supervisor process has no torch in it.
 
 Resources live in cleanup contexts, so teardown runs exactly when set-up did: on start, segments
-left by dead supervisors are removed and one ``ModelLifecycle`` per model is created; on stop,
-every engine is stopped and every segment unlinked.
+left by dead supervisors are removed and the ``Service`` (one owner task per model) starts; on
+stop, every engine is stopped and every segment unlinked.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
 from ipc.weights import remove_orphans
-from supervisor import gpus
-from supervisor.device_room import DeviceRoom
 from supervisor.errors import http_status
-from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics, timing_middleware
+from supervisor.responses import json_response
 from supervisor.security import auth_middleware, headers_middleware
+from supervisor.server import SERVER_NAME
+from supervisor.service import SERVICE, SETTINGS, Service
 from supervisor.settings import Settings
 
 log = logging.getLogger("dsocr.supervisor")
-
-
-class Service:
-    """What the routes need: settings, the chosen device and one lifecycle per model."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.started = time.monotonic()
-        self.device, self.gpu = gpus.resolve_device(settings.device)
-        self.lifecycles: dict[str, ModelLifecycle] = {}
-        self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
-        for model in settings.models:
-            self.lifecycles[model] = ModelLifecycle(model, settings, self.device, make_room=self.room.make_room)
-        self.metrics = ServiceMetrics(lambda: self.lifecycles)
-
-    def _gpu_free_bytes(self) -> int | None:
-        if self.gpu is None:
-            return None
-        try:
-            return next((g.free_bytes for g in gpus.list_gpus() if g.index == self.gpu.index), None)
-        except gpus.NoGpu:
-            return None
-
-    @property
-    def default_model(self) -> str:
-        return self.settings.models[0]
-
-    @property
-    def backend(self) -> str:
-        return "cuda" if self.device.startswith("cuda") else "cpu"
-
-
-SERVICE = web.AppKey("service", Service)
-SETTINGS = web.AppKey("settings", Settings)
-
-
-def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers=headers)  # fmt: skip
-
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -84,45 +42,58 @@ async def error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = json_response({"success": False, "error": exc.reason, "request_id": request_id},
-                                 status=exc.status)  # fmt: skip
+        message = exc.reason if exc.status != 404 else f"no such route: {request.method} {request.path}"[:300]
+        response = json_response(
+            {"success": False, "error": message, "request_id": request_id}, status=exc.status, headers=_allow(exc)
+        )
     except Exception as exc:
         status, message, headers = http_status(exc)
-        if status >= 500 and status != 503:
-            log.error("%s %s -> %d [%s]: %s", request.method, request.path, status, request_id,
-                      message, exc_info=status == 500)  # fmt: skip
+        if status >= 500 and status not in (502, 503, 504, 507):
+            log.error("%s %s -> %d [%s]: %s", request.method, request.path, status, request_id, message,
+                      exc_info=status == 500)  # fmt: skip
         else:
             log.info("%s %s -> %d [%s]: %s", request.method, request.path, status, request_id, message)
-        response = json_response({"success": False, "error": message, "request_id": request_id},
-                                 status=status, headers=headers)  # fmt: skip
+        response = json_response(
+            {"success": False, "error": message, "request_id": request_id}, status=status, headers=headers
+        )
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME  # no version banner
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     removed = remove_orphans()
     if removed:
         log.info("removed %d segments left by dead supervisors: %s", len(removed), ", ".join(removed))
-    service = Service(app[SETTINGS])
+    service = app[SERVICE]
     gpu = service.gpu
-    log.info("device %s%s; models %s; idle timeout %gs, engine idle timeout %gs, offload policy %s",
+    log.info("device %s%s; models %s; idle timeout %gs, engine idle timeout %gs, offload policy %s, max batch %d",
              service.device, f" ({gpu.name}, {gpu.used_bytes / 2**20:.0f} MiB used)" if gpu else "",
              ", ".join(service.lifecycles), service.settings.idle_timeout,
-             service.settings.engine_idle_timeout, service.settings.offload_policy)  # fmt: skip
-    app[SERVICE] = service
-    for lifecycle in service.lifecycles.values():
-        lifecycle.start()
+             service.settings.engine_idle_timeout, service.settings.offload_policy,
+             service.settings.max_batch_for(service.device))  # fmt: skip
+    service.start()
     yield
-    for lifecycle in service.lifecycles.values():
-        await lifecycle.close()
+    await service.close()
 
 
-def make_app(settings: Settings) -> web.Application:
+def make_app(settings: Settings, service: Service | None = None) -> web.Application:
+    """The application; the ``Service`` is made here (its checks raise ``ConfigError`` before
+    anything listens) unless one is given."""
     from supervisor import routes
 
+    service = service or Service(settings)
+
     def metrics() -> ServiceMetrics | None:
-        service = app.get(SERVICE)
-        return service.metrics if service else None
+        return service.metrics
 
     # outermost first: timing sees the final status, headers go on errors too, auth errors are JSON
     middlewares = [
@@ -133,6 +104,8 @@ def make_app(settings: Settings) -> web.Application:
     ]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_bytes + 2**20)
     app[SETTINGS] = settings
+    app[SERVICE] = service
+    app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_service_ctx)
     routes.add_routes(app)
     return app

@@ -106,10 +106,42 @@ def main() -> None:
     help="CPU threads per engine ($DSOCR_ENGINE_THREADS).",
 )
 @click.option(
-    "--standby/--no-standby",
-    default=True,
+    "--max-batch",
+    type=int,
+    default=lambda: env_int("DSOCR_MAX_BATCH", 0) or None,
+    show_default="8 on CUDA, 1 on the CPU",
+    help="Requests (or PDF pages) run together in one batch ($DSOCR_MAX_BATCH).",
+)
+@click.option(
+    "--max-load-failures",
+    type=int,
+    default=3,
     show_default=True,
-    help="After an engine stop, keep a new engine ready (torch imported, no GPU memory).",
+    help="Load failures in a row before a model is 'failed' (503) until a release (0: never).",
+)
+@click.option(
+    "--max-pdf-megapixels",
+    type=float,
+    default=200.0,
+    show_default=True,
+    help="Pixels of all the pages of one PDF request together.",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Open connections; more are answered 503 and closed.",
+)
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a connection may take to send a whole request head (and idle between requests).",
+)
+@click.option(
+    "--body-timeout", type=float, default=120.0, show_default=True, help="Seconds an upload may take (408 after)."
 )
 @click.option(
     "--model-option",
@@ -121,26 +153,31 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, standby: bool, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
-    from aiohttp import web
-
+    from supervisor import server
     from supervisor.app import make_app
+    from supervisor.gpus import NoGpu
+    from supervisor.service import ConfigError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s supervisor %(levelname)s %(message)s")
     settings = Settings(
         host=host, port=port, models=list(models), device=device, idle_timeout=idle_timeout,
         engine_idle_timeout=engine_idle_timeout, offload_policy=offload_policy,
         request_timeout=request_timeout, queue_size=queue_size, max_upload_mb=max_upload_mb,
-        log_level=log_level.upper(), model_options=_parse_model_options(model_options), standby=standby,
+        log_level=log_level.upper(), model_options=_parse_model_options(model_options),
         api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
-        engine_threads=engine_threads,
+        engine_threads=engine_threads, max_batch=max_batch, max_load_failures=max_load_failures,
+        max_pdf_megapixels=max_pdf_megapixels, max_connections=max_connections,
+        header_timeout=header_timeout, body_timeout=body_timeout,
     )  # fmt: skip
-    logging.getLogger("dsocr.supervisor").info("listening on http://%s:%d", host, port)
     try:
-        # shutdown_timeout: in-flight requests get this long to finish on SIGINT/SIGTERM
-        web.run_app(make_app(settings), host=host, port=port, shutdown_timeout=30, print=None,
-                    access_log_format='%a "%r" %s %b %Tfs')  # fmt: skip
+        app = make_app(settings)
+    except (ConfigError, NoGpu) as exc:
+        _fail(str(exc), 2)
+    try:
+        # SIGTERM/SIGINT: requests in flight get 30 s to finish, then engines and segments go
+        server.run(app, settings)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.engine_handle import EngineDead, EngineFailure
-from supervisor.lifecycle import QueueFull, RequestTimeout
+from ipc.errors import EngineDead, EngineFailure
+from supervisor.lifecycle import ModelFailed, QueueFull, RequestTimeout, ServiceClosing
 
 
 class ClientError(Exception):
@@ -35,6 +35,10 @@ def http_status(exc: BaseException) -> tuple[int, str, dict[str, str]]:
         return exc.status, exc.message, {}
     if isinstance(exc, QueueFull):
         return 503, f"server busy: {exc}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
+    if isinstance(exc, ModelFailed):
+        return 503, str(exc), {}
+    if isinstance(exc, ServiceClosing):
+        return 503, str(exc), {"Retry-After": str(RETRY_AFTER_S)}
     if isinstance(exc, RequestTimeout):
         return 504, str(exc), {}
     if isinstance(exc, EngineDead):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,3 +245,19 @@ def format_gpus(gpus: Sequence[GpuInfo], chosen: GpuInfo | None) -> str:
         lines.append(f"{line}  {SELECTED_MARK}" if g is chosen else line)
         lines.extend(f"    pid {pid}: {used // MiB} MiB" for pid, used in sorted(g.processes.items()))
     return "\n".join(lines)
+
+
+def wait_gpu_memory_back(pid: int, timeout: float = 10.0, poll: float = 0.05) -> float | None:
+    """After killing ``pid``: poll NVML until it lists no memory for it; the seconds that took,
+    or None when it still held memory at ``timeout`` (or NVML cannot tell)."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            held = sum(g.processes.get(pid, 0) for g in list_gpus())
+        except NoGpu:
+            return None
+        if held == 0:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout:
+            return None
+        time.sleep(poll)

@@ -1,34 +1,44 @@
-"""One state machine per model: the only code that changes a model's state.
+"""One owner task per model: the only code that changes a model's state, engine and timers.
 
-Every transition and every inference runs under the model's lock, one at a time, so an offload,
-release or idle timer that comes during an inference waits for it to end. Callers ask for an
-outcome (``infer``, ``offload``, ``release``, ``stop_engine``) and never act on a state they read.
+Routes, timers and the CLI never touch a model: they send its owner a command (``infer``,
+``load``, ``offload``, ``stop_engine``, ``release``) and await the answer. The owner runs one thing
+at a time: a batch of the inference requests waiting when the engine becomes free (up to the batch
+limit), or one control command. Control commands go before the next batch, so an offload or a
+release waits for the running batch, not for the whole queue; requests still waiting after a
+release simply load the model again. Idle expiry is decided by the owner, with the facts it alone
+changes. This is llama-swap's rule and Ollama's scheduler loop (see ARCHITECTURE.md).
 
-States (ARCHITECTURE.md): ``unloaded`` -> ``loading`` -> ``resident`` <-> ``offloading`` ->
-``cached`` -> ``restoring`` -> ``resident``; ``releasing`` -> ``unloaded`` from anywhere. A stopped
-or dead engine leaves a ``resident`` model ``cached`` (the segment outlives the engine).
+States: ``unloaded`` -> ``loading`` -> ``resident`` <-> ``offloading`` -> ``cached`` -> ``restoring``
+-> ``resident``; ``releasing`` -> ``unloaded`` from anywhere; ``failed`` after repeated load failures
+(left only by a release). A stopped or dead engine leaves a ``resident`` model ``cached`` (the
+segment outlives the engine). Every change goes through ``_set`` and its table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import enum
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipc import protocol as p
+from ipc.errors import EngineDead, EngineFailure
 from ipc.weights import SHM_DIR, segment_name, unlink_segment
-from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle
+from supervisor.children import ChildRegistry
+from supervisor.engine_handle import EngineHandle, Launcher
 from supervisor.settings import Settings
 
 log = logging.getLogger("dsocr.supervisor.lifecycle")
 
-_TICK_S = 0.2  # how often idle timers are checked
 _STATS_TIMEOUT_S = 2.0
+_OFFLOAD_TIMEOUT_S = 60.0
 
 
 class State(str, enum.Enum):
@@ -66,16 +76,49 @@ class RequestTimeout(RuntimeError):
     """An inference outlived the request timeout; its engine was killed."""
 
 
+class ModelFailed(RuntimeError):
+    """The model is ``failed``: its loads kept failing; a release (or a restart) clears it."""
+
+
+class ServiceClosing(RuntimeError):
+    """The service is shutting down and takes no more work."""
+
+
+PartialHandler = Callable[[str], None]
+
+
+@dataclass(eq=False)
+class _Request:
+    image: bytes
+    options: dict[str, Any]
+    future: asyncio.Future[dict[str, Any]]
+    on_partial: PartialHandler | None = None
+    keep_alive: float | None = None
+    queued: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _Control:
+    name: str  # "load" | "offload" | "stop" | "release"
+    reason: str
+    future: asyncio.Future[Any]
+
+
 async def _no_room_needed(lifecycle: ModelLifecycle, needed_bytes: int | None) -> None:
     return None
 
 
 class ModelLifecycle:
     def __init__(
-        self, model: str, settings: Settings, device: str,
-        spawn_engine: Callable[[], Awaitable[EngineHandle]] | None = None,
+        self,
+        model: str,
+        settings: Settings,
+        device: str,
+        launcher: Launcher | None = None,
         make_room: Callable[[ModelLifecycle, int | None], Awaitable[None]] | None = None,
-    ) -> None:  # fmt: skip
+        registry: ChildRegistry | None = None,
+        on_engine_killed: Callable[[int, str], Awaitable[None]] | None = None,
+    ) -> None:
         self.model = model
         self.settings = settings
         self.device = device  # resolved: "cpu" or "cuda:N"
@@ -83,22 +126,325 @@ class ModelLifecycle:
         self.segment = segment_name(os.getpid(), model)
         self.state = State.UNLOADED
         self.engine: EngineHandle | None = None
-        self._spawn_engine = spawn_engine or self._default_spawn
+        self.launcher = launcher  # None: a plain spawn (the zygote's fork when the service has one)
+        self.registry = registry if registry is not None else ChildRegistry()
         # asks the service to offload other models from the device first (several models)
         self._make_room = make_room or _no_room_needed
-        self._lock = asyncio.Lock()
-        self._pending = 0  # requests waiting or running
-        self.failure: str | None = None  # why the model is `failed`, for /gpu/status and /ready
-        self.refused_total = 0  # requests refused because the queue was full
+        # after a CUDA engine is killed: wait for its memory to come back (NVML)
+        self._on_engine_killed = on_engine_killed
+        self._requests: collections.deque[_Request] = collections.deque()
+        self._controls: collections.deque[_Control] = collections.deque()
+        self._wake = asyncio.Event()
+        self._running: list[_Request] = []  # the batch the engine runs now
+        self._owner: asyncio.Task[None] | None = None
+        self._closing = False
         self.last_used = time.monotonic()
         self._cached_since: float | None = None
+        self._keep_alive: float | None = None  # the last request's keep_alive, until the next one
+        self._fresh_engine = False  # its first inference gets a double budget (cold caches)
+        self.load_failures = 0  # in a row
+        self.failure: str | None = None  # why the model is `failed`, for /gpu/status and /ready
+        self.refused_total = 0  # requests refused because the queue was full
+        self.batch_limit = 1  # what the engine's adapter takes at once (known after a load)
         self.device_memory = {"allocated": 0, "reserved": 0}
-        self.prompt_types: list[str] = []
         self.transitions: Counter[str] = Counter()
         self.transition_seconds: Counter[str] = Counter()
-        self._watcher: asyncio.Task[None] | None = None
-        # an engine spawned ahead of need after a stop: torch imported, segment mapped, no CUDA
-        self._standby: asyncio.Task[EngineHandle] | None = None
+        self.batches: Counter[int] = Counter()  # batch size -> how many ran
+
+    # -- public commands ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._owner = asyncio.create_task(self._run(), name=f"owner-{self.model}")
+
+    def admits(self) -> bool:
+        """Whether a new request would find room in the queue now (checked before reading a body)."""
+        return not self._closing and self._room_in_queue()
+
+    def _room_in_queue(self) -> bool:
+        # `queue_size` requests may wait behind the running batch; with none running, the first
+        # waiting one is about to run and does not count
+        return len(self._requests) < self.settings.queue_size + (0 if self._running else 1)
+
+    async def infer(
+        self,
+        image: bytes,
+        options: dict[str, Any],
+        *,
+        on_partial: PartialHandler | None = None,
+        keep_alive: float | None = None,
+    ) -> dict[str, Any]:
+        """Run one inference, in arrival order, possibly batched with others.
+
+        Raises QueueFull when too many wait, ModelFailed when the model is ``failed``. A caller
+        that is cancelled (its client went away) leaves the queue, or has its result dropped.
+        ``on_partial(text)`` receives text as it is generated; ``keep_alive`` (seconds; 0: offload
+        right after; -1: stay resident) replaces the idle timeout until the next request.
+        """
+        self._check_open()
+        if self.state is State.FAILED:
+            raise ModelFailed(self._failed_message())
+        if not self._room_in_queue():
+            self.refused_total += 1
+            raise QueueFull(f"{len(self._requests)} requests already waiting for {self.model}")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests.append(_Request(image, options, future, on_partial, keep_alive))
+        self._wake.set()
+        return await future  # cancelled: the owner skips it (waiting) or drops its result (running)
+
+    async def load(self, reason: str = "requested") -> bool:
+        """Make the model resident now (preload); True once it is."""
+        return await self._command("load", reason)
+
+    async def offload(self, reason: str = "requested") -> bool:
+        """resident -> cached; False if the model was not resident."""
+        return await self._command("offload", reason)
+
+    async def stop_engine(self, reason: str = "requested") -> bool:
+        """Kill the engine: zero GPU memory; the weights stay cached. False if none ran."""
+        return await self._command("stop", reason)
+
+    async def release(self, reason: str = "requested") -> None:
+        """Stop the engine and unlink the segment: nothing of the model is left anywhere."""
+        await self._command("release", reason)
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Service shutdown: finish the running batch, fail what waits, release everything."""
+        self._closing = True
+        if self._owner is not None and not self._owner.done():
+            closing = asyncio.get_running_loop().create_future()
+            self._controls.append(_Control("close", "shutdown", closing))
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(closing), grace)
+            except (asyncio.TimeoutError, Exception):
+                log.warning("%s: owner did not finish within %.0fs; killing its engine", self.model, grace)
+            self._owner.cancel()
+            await asyncio.gather(self._owner, return_exceptions=True)
+        # whatever happened above, nothing of the model may outlive the service
+        await self._kill_engine()
+        unlink_segment(self.segment)
+        self._fail_waiting(ServiceClosing("the server is shutting down"))
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ServiceClosing("the server is shutting down")
+
+    async def _command(self, name: str, reason: str) -> Any:
+        self._check_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._controls.append(_Control(name, reason, future))
+        self._wake.set()
+        # shielded: a caller that goes away must not cancel a transition half-way
+        return await asyncio.shield(future)
+
+    # -- the owner ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._reap_dead_engine()
+                if self._controls:
+                    control = self._controls.popleft()
+                    if await self._serve_control(control):
+                        return
+                    continue
+                batch = self._take_batch()
+                if batch:
+                    await self._serve_batch(batch)
+                    continue
+                await self._idle()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # the owner must never die silently: fail what waits, then re-raise
+            log.exception("%s: owner task failed", self.model)
+            self._fail_waiting(RuntimeError(f"{self.model}: internal error in the model's owner"))
+            raise
+
+    async def _idle(self) -> None:
+        """Sleep until a command or a request comes, or the next timer is due; then act on it."""
+        self._wake.clear()
+        if self._controls or self._requests:
+            return
+        due = self._next_deadline()
+        timeout = None if due is None else max(0.0, due - time.monotonic())
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self._expire()
+
+    def _idle_timeout(self) -> float | None:
+        """Seconds of idleness before resident -> cached, or None for never."""
+        if self._keep_alive is not None:
+            return None if self._keep_alive < 0 else self._keep_alive
+        s = self.settings
+        if s.offload_policy == "idle" and s.idle_timeout > 0:
+            return s.idle_timeout
+        return None
+
+    def _next_deadline(self) -> float | None:
+        deadlines = []
+        if self.state is State.RESIDENT and (idle := self._idle_timeout()) is not None:
+            deadlines.append(self.last_used + idle)
+        engine_idle = self.settings.engine_idle_timeout
+        if self.state is State.CACHED and self.engine is not None and engine_idle > 0:
+            deadlines.append(max(self._cached_since or 0.0, self.last_used) + engine_idle)
+        if self.engine is not None:  # notice an engine that died while idle, within a second
+            deadlines.append(time.monotonic() + 1.0)
+        return min(deadlines) if deadlines else None
+
+    async def _expire(self) -> None:
+        """A timer is due: decide again with the facts now (the owner alone changes them)."""
+        now = time.monotonic()
+        idle = self._idle_timeout()
+        try:
+            if self.state is State.RESIDENT and idle is not None and now - self.last_used >= idle:
+                await self._offload("idle")
+            elif (
+                self.state is State.CACHED
+                and self.engine is not None
+                and self.settings.engine_idle_timeout > 0
+                and now - max(self._cached_since or 0.0, self.last_used) >= self.settings.engine_idle_timeout
+            ):
+                await self._stop("idle")
+        except Exception:  # a timer must never end the owner: log, and the next tick tries again
+            log.exception("%s: idle transition failed", self.model)
+
+    async def _serve_control(self, control: _Control) -> bool:
+        """Run one control command; True when it was the last (close)."""
+        try:
+            if control.name == "load":
+                result: Any = await self._load_for_command()
+            elif control.name == "offload":
+                result = await self._offload(control.reason)
+            elif control.name == "stop":
+                result = await self._stop(control.reason)
+            elif control.name == "release":
+                result = await self._release(control.reason)
+            elif control.name == "close":
+                self._fail_waiting(ServiceClosing("the server is shutting down"))
+                await self._release("shutdown")
+                result = None
+            else:  # pragma: no cover - names are ours
+                raise ValueError(control.name)
+        except Exception as exc:
+            if not control.future.done():
+                control.future.set_exception(exc)
+            # nobody may be awaiting it (a timed-out caller): do not log "never retrieved"
+            control.future.exception()
+            return control.name == "close"
+        if not control.future.done():
+            control.future.set_result(result)
+        return control.name == "close"
+
+    async def _load_for_command(self) -> bool:
+        if self.state is State.FAILED:
+            raise ModelFailed(self._failed_message())
+        await self._ensure_resident()
+        self.last_used = time.monotonic()
+        return True
+
+    # -- batches --------------------------------------------------------------------------
+
+    def _max_batch(self) -> int:
+        configured = self.settings.max_batch_for(self.device)
+        return max(1, min(configured, self.batch_limit))
+
+    def _take_batch(self) -> list[_Request]:
+        batch: list[_Request] = []
+        limit = self._max_batch()
+        while self._requests and len(batch) < limit:
+            request = self._requests.popleft()
+            if not request.future.done():  # a cancelled caller left the queue
+                batch.append(request)
+        return batch
+
+    async def _serve_batch(self, batch: list[_Request]) -> None:
+        self._running = batch
+        outcomes: list[tuple[_Request, Any]] = []
+        try:
+            if self.state is State.FAILED:
+                raise ModelFailed(self._failed_message())
+            try:
+                engine = await self._ensure_resident()
+            except Exception as exc:
+                outcomes = [(request, exc) for request in batch]
+                return
+            if len(batch) > self._max_batch():  # the limit is known only after the first load
+                self._requests.extendleft(reversed(batch[self._max_batch() :]))
+                batch = batch[: self._max_batch()]
+                self._running = batch
+            try:
+                outcomes = await self._run_batch(engine, batch)
+            except Exception as exc:  # not the engine's answer (an oversized frame...): these fail alone
+                log.exception("%s: batch of %d failed", self.model, len(batch))
+                outcomes = [(request, exc) for request in batch]
+            if not self._requests:
+                # before the answers: with `after-request`, a client that gets its answer finds
+                # the model already cached (the upstream's behaviour)
+                await self._after_batch()
+        finally:
+            self._running = []
+            self.last_used = time.monotonic()
+            for request, outcome in outcomes:
+                _settle(request.future, outcome)
+
+    async def _run_batch(self, engine: EngineHandle, batch: list[_Request]) -> list[tuple[_Request, Any]]:
+        """Run ``batch`` in the engine; each request's result or error, to be settled by the caller."""
+        t0 = time.perf_counter()
+        stream = any(r.on_partial is not None for r in batch)
+
+        def partial(index: int, text: str) -> None:
+            handler = batch[index].on_partial if 0 <= index < len(batch) else None
+            if handler is not None and not batch[index].future.done():
+                handler(text)
+
+        msg = p.InferBatch(0, self.model, [r.options for r in batch], stream=stream, images=[r.image for r in batch])
+        budget = self.settings.request_timeout * (2 if self._fresh_engine else 1)
+        self._fresh_engine = False
+        try:
+            reply = await engine.request(msg, timeout=budget, on_partial=partial if stream else None)
+        except asyncio.TimeoutError:
+            log.error("%s: batch of %d outlived %.0fs; killing engine %s", self.model, len(batch), budget, engine.pid)
+            await self._engine_lost()
+            error = RequestTimeout(f"inference took longer than {budget:g}s; the engine was restarted")
+            return [(request, error) for request in batch]
+        except EngineDead as exc:
+            await self._engine_lost()
+            return [(request, exc) for request in batch]
+        except EngineFailure as exc:  # the whole message failed (not loaded, protocol...)
+            return [(request, exc) for request in batch]
+        seconds = time.perf_counter() - t0
+        self.batches[len(batch)] += 1
+        results = reply.get("results", [])
+        outcomes: list[tuple[_Request, Any]] = []
+        for i, request in enumerate(batch):
+            result = results[i] if i < len(results) else {"error": {"type": "protocol", "message": "no result"}}
+            if "error" in result:
+                outcomes.append((request, EngineFailure.from_dict(result["error"])))
+                continue
+            self._note_memory(result)
+            timing = result.setdefault("timing", {})
+            timing["engine_s"] = seconds
+            timing["queue_s"] = round(time.monotonic() - request.queued - seconds, 6)
+            outcomes.append((request, result))
+        if len(batch) > 1:
+            log.debug("%s: batch of %d in %.3fs", self.model, len(batch), seconds)
+        self._keep_alive = batch[-1].keep_alive  # the latest request's wish rules until the next
+        return outcomes
+
+    async def _after_batch(self) -> None:
+        if self.state is not State.RESIDENT:
+            return
+        if self.settings.offload_policy == "after-request" or self._keep_alive == 0:
+            await self._offload("after-request" if self._keep_alive != 0 else "keep_alive=0")
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        while self._requests:
+            _settle(self._requests.popleft().future, exc)
+        while self._controls:
+            control = self._controls.popleft()
+            if control.name != "close":
+                _settle(control.future, exc)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -114,8 +460,14 @@ class ModelLifecycle:
         self.transitions[name] += 1
         self.transition_seconds[name] += seconds
         pid = self.engine.pid if self.engine else None
-        log.info("%s %s in %.3fs (engine %s, %s)%s", self.model, name, seconds, pid, self.device,
-                 f" {detail}" if detail else "")  # fmt: skip
+        extra = f" {detail}" if detail else ""
+        log.info("%s %s in %.3fs (engine %s, %s)%s", self.model, name, seconds, pid, self.device, extra)
+
+    def _failed_message(self) -> str:
+        return (
+            f"model {self.model} is failed after {self.load_failures} load failures in a row "
+            f"({self.failure}); POST /gpu/release?model={self.model} (or a restart) lets it try again"
+        )
 
     @property
     def engine_alive(self) -> bool:
@@ -126,82 +478,59 @@ class ModelLifecycle:
 
     # -- engine ---------------------------------------------------------------------------
 
-    async def _default_spawn(self) -> EngineHandle:
-        handle = EngineHandle(log_level=self.settings.log_level, boot_timeout=self.settings.boot_timeout,
-                              threads=self.settings.engine_threads)  # fmt: skip
-        await handle.spawn()
-        return handle
-
     async def _ensure_engine(self) -> EngineHandle:
-        if self.engine is not None and not self.engine.alive:
-            await self.engine.kill()  # reap the dead one
-            self.engine = None
+        await self._reap_dead_engine()
         if self.engine is None:
-            self.engine = await self._take_standby()
-        if self.engine is None:
-            self.engine = await self._spawn_engine()
+            handle = EngineHandle(
+                log_level=self.settings.log_level,
+                boot_timeout=self.settings.boot_timeout,
+                threads=self.settings.engine_threads,
+                launcher=self.launcher,
+                registry=self.registry,
+                model=self.model,
+            )
+            await handle.spawn()  # cancellation-safe: a cancelled spawn kills its child
+            self.engine = handle
+            self._fresh_engine = True
         return self.engine
 
-    def _start_standby(self) -> None:
-        """Spawn a standby engine for the cached weights (``--standby``), in the background."""
-        if self.settings.standby and self._standby is None and self._segment_exists():
-            self._standby = asyncio.create_task(self._spawn_standby(), name=f"standby-{self.model}")
-
-    async def _spawn_standby(self) -> EngineHandle:
-        t0 = time.perf_counter()
-        handle = await self._spawn_engine()
-        try:
-            await handle.request(p.Prepare(0, self.model, self.segment, self.options),
-                                 timeout=self.settings.boot_timeout)  # fmt: skip
-        except BaseException:
-            await handle.kill()
-            raise
-        log.info("%s standby engine %d ready in %.3fs", self.model, handle.pid, time.perf_counter() - t0)
-        return handle
-
-    async def _take_standby(self) -> EngineHandle | None:
-        task, self._standby = self._standby, None
-        if task is None:
-            return None
-        try:
-            handle = await task
-        except Exception as exc:  # a failed standby only costs the time of a normal spawn
-            log.warning("%s: standby engine failed (%s); spawning a new one", self.model, exc)
-            return None
-        return handle if handle.alive else None
-
-    async def _drop_standby(self) -> None:
-        task, self._standby = self._standby, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            handle = await task
-        except BaseException:
-            return
-        await handle.kill()
+    async def _reap_dead_engine(self) -> None:
+        """An engine that died on its own: reap it; a resident model becomes cached."""
+        if self.engine is not None and not self.engine.alive:
+            await self._kill_engine()
+            if self.state is State.RESIDENT:
+                self._set(State.CACHED)
 
     async def _kill_engine(self) -> None:
-        if self.engine is not None:
-            await self.engine.kill()
-            self.engine = None
+        engine, self.engine = self.engine, None
         self.device_memory = {"allocated": 0, "reserved": 0}
+        if engine is None:
+            return
+        await engine.kill()
+        if self._on_engine_killed is not None and engine.pid is not None and self.device.startswith("cuda"):
+            await self._on_engine_killed(engine.pid, self.model)
+
+    async def _engine_lost(self) -> None:
+        """The engine died or hung during a batch: kill it; the weights stay cached."""
+        await self._kill_engine()
+        if self.state is State.RESIDENT:
+            self._set(State.CACHED)
 
     def _note_memory(self, result: dict[str, Any]) -> None:
-        if "prompt_types" in result:  # known once the engine has the model's adapter
-            self.prompt_types = list(result["prompt_types"])
         memory = result.get("device_memory")
         if isinstance(memory, dict):
             self.device_memory = {"allocated": memory.get("allocated", 0), "reserved": memory.get("reserved", 0)}
+        if "batch_limit" in result:
+            self.batch_limit = max(1, int(result["batch_limit"]))
 
-    # -- making the model resident ----------------------------------------------------------
+    # -- transitions ----------------------------------------------------------------------
 
     async def _ensure_resident(self) -> EngineHandle:
+        await self._reap_dead_engine()
         if self.state is State.RESIDENT and self.engine_alive:
             return self.engine  # type: ignore[return-value]
-        if self.state is State.RESIDENT:  # its engine died: the weights are still in the segment
-            await self._kill_engine()
-            self._set(State.CACHED)
+        if self.state is State.FAILED:
+            raise ModelFailed(self._failed_message())
         if self.state is State.CACHED and not self._segment_exists():
             log.warning("%s: segment %s vanished; loading again", self.model, self.segment)
             await self._kill_engine()
@@ -220,15 +549,30 @@ class ModelLifecycle:
             engine = await self._ensure_engine()
             msg = p.Load(0, self.model, self.segment, self.device, self.options)
             result = await engine.request(msg, timeout=self.settings.request_timeout * 4)
-        except BaseException:
+        except BaseException as exc:
             # nothing half-done: no engine state we cannot trust, no half-written segment
             await self._kill_engine()
             unlink_segment(self.segment)
-            self.state = State.UNLOADED
+            self._load_failed(exc)
             raise
+        self.load_failures, self.failure = 0, None
         self._note_memory(result)
         self._set(State.RESIDENT)
         self._done("load", t0, f"{result.get('weights_bytes', 0) / 2**20:.1f} MiB")
+
+    def _load_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            self._set(State.UNLOADED)
+            return
+        self.load_failures += 1
+        limit = self.settings.max_load_failures
+        self.failure = f"{type(exc).__name__}: {exc}"[:500]
+        if limit > 0 and self.load_failures >= limit:
+            self._set(State.FAILED)
+            log.error("%s: failed after %d load failures in a row: %s", self.model, self.load_failures, self.failure)
+        else:
+            self._set(State.UNLOADED)
+            log.warning("%s: load failed (%d in a row): %s", self.model, self.load_failures, self.failure)
 
     async def _restore(self) -> None:
         t0 = time.perf_counter()
@@ -239,72 +583,20 @@ class ModelLifecycle:
             result = await engine.request(msg, timeout=self.settings.request_timeout)
         except BaseException:
             await self._kill_engine()
-            self.state = State.CACHED
+            self._set(State.CACHED)
             raise
         self._note_memory(result)
         self._set(State.RESIDENT)
         self._done("restore", t0)
 
-    # -- requests -------------------------------------------------------------------------
-
-    async def infer(self, image: bytes, options: dict[str, Any]) -> dict[str, Any]:
-        """Run one inference, in arrival order; raises QueueFull when too many wait."""
-        if self._pending > self.settings.queue_size:
-            self.refused_total += 1
-            raise QueueFull(f"{self._pending} requests already waiting for {self.model}")
-        self._pending += 1
-        try:
-            # shielded: a client that goes away must not cancel a transition half-way
-            return await asyncio.shield(self._infer_locked(image, options))
-        finally:
-            self._pending -= 1
-            self.last_used = time.monotonic()
-
-    async def _infer_locked(self, image: bytes, options: dict[str, Any]) -> dict[str, Any]:
-        async with self._lock:
-            engine = await self._ensure_resident()
-            t0 = time.perf_counter()
-            msg = p.Infer(0, self.model, options, image)
-            try:
-                result = await engine.request(msg, timeout=self.settings.request_timeout)
-            except asyncio.TimeoutError:
-                log.error("%s: inference outlived %.0fs; killing engine %s",
-                          self.model, self.settings.request_timeout, engine.pid)  # fmt: skip
-                await self._kill_engine()
-                self._set(State.CACHED)
-                self._start_standby()
-                raise RequestTimeout(
-                    f"inference took longer than {self.settings.request_timeout:g}s; the engine was restarted"
-                ) from None
-            except EngineDead:
-                await self._kill_engine()
-                self._set(State.CACHED)
-                self._start_standby()
-                raise
-            self._note_memory(result)
-            result.setdefault("timing", {})["engine_s"] = time.perf_counter() - t0
-            if self.settings.offload_policy == "after-request" and self._pending <= 1:
-                await self._offload("after-request")
-            return result
-
-    # -- transitions asked for from outside -----------------------------------------------
-
-    async def offload(self, reason: str = "requested") -> bool:
-        """resident -> cached; False if the model was not resident."""
-        async with self._lock:
-            return await self._offload(reason)
-
     async def _offload(self, reason: str) -> bool:
+        await self._reap_dead_engine()
         if self.state is not State.RESIDENT:
             return False
-        if not self.engine_alive:
-            await self._kill_engine()
-            self._set(State.CACHED)
-            return True
         t0 = time.perf_counter()
         self._set(State.OFFLOADING)
         try:
-            result = await self.engine.request(p.Offload(0, self.model), timeout=60)  # type: ignore[union-attr]
+            result = await self.engine.request(p.Offload(0, self.model), timeout=_OFFLOAD_TIMEOUT_S)  # type: ignore[union-attr]
             self._note_memory(result)
         except (EngineDead, EngineFailure, asyncio.TimeoutError) as exc:
             log.warning("%s: offload failed (%s); stopping the engine instead", self.model, exc)
@@ -313,68 +605,37 @@ class ModelLifecycle:
         self._done("offload", t0, f"({reason})")
         return True
 
-    async def stop_engine(self, reason: str = "requested") -> bool:
-        """Kill the engine: zero GPU memory; the weights stay cached. False if none ran."""
-        async with self._lock:
-            if self.engine is None:
-                return False
-            t0 = time.perf_counter()
+    async def _stop(self, reason: str) -> bool:
+        if self.engine is None:
+            return False
+        t0 = time.perf_counter()
+        await self._kill_engine()
+        if self.state is State.RESIDENT:
+            self._set(State.CACHED)
+        self._done("stop", t0, f"({reason})")
+        return True
+
+    async def _release(self, reason: str) -> None:
+        t0 = time.perf_counter()
+        self._set(State.RELEASING)
+        try:
             await self._kill_engine()
-            if self.state is State.RESIDENT:
-                self._set(State.CACHED)
-            self._done("stop", t0, f"({reason})")
-            self._start_standby()
-            return True
+            unlink_segment(self.segment)
+        finally:
+            self._set(State.UNLOADED)
+            self._cached_since = None
+            self.load_failures, self.failure = 0, None
+        self._done("release", t0, f"({reason})")
 
-    async def release(self, reason: str = "requested") -> None:
-        """Stop the engine and unlink the segment: nothing of the model is left anywhere."""
-        async with self._lock:
-            t0 = time.perf_counter()
-            self.state = State.RELEASING  # from any state: release is the way out of everything
-            try:
-                await self._drop_standby()
-                await self._kill_engine()
-                unlink_segment(self.segment)
-            finally:
-                self.state = State.UNLOADED
-                self._cached_since = None
-            self._done("release", t0, f"({reason})")
-
-    # -- idle timers ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._watcher = asyncio.create_task(self._watch_idle(), name=f"idle-{self.model}")
-
-    async def _watch_idle(self) -> None:
-        s = self.settings
-        while True:
-            await asyncio.sleep(_TICK_S)
-            if self._pending:
-                continue
-            idle = time.monotonic() - self.last_used
-            try:
-                if (s.offload_policy == "idle" and s.idle_timeout > 0 and idle >= s.idle_timeout
-                        and self.state is State.RESIDENT):  # fmt: skip
-                    await self.offload("idle")
-                elif (s.engine_idle_timeout > 0 and self.state is State.CACHED and self.engine is not None
-                        and self._cached_since is not None
-                        and time.monotonic() - max(self._cached_since, self.last_used) >= s.engine_idle_timeout):  # fmt: skip
-                    await self.stop_engine("idle")
-            except Exception:  # a timer must never die: log and try again next tick
-                log.exception("%s: idle transition failed", self.model)
-
-    async def close(self) -> None:
-        """Stop timers, the engine and the segment (service shutdown)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-        await self.release("shutdown")
-
-    # -- status ---------------------------------------------------------------------------
+    # -- status (read-only views for routes and metrics) ----------------------------------
 
     @property
     def idle_time(self) -> float:
-        return 0.0 if self._pending else time.monotonic() - self.last_used
+        return 0.0 if self.busy else time.monotonic() - self.last_used
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running or self._requests)
 
     @property
     def model_location(self) -> str:
@@ -392,32 +653,42 @@ class ModelLifecycle:
             return 0
 
     async def live_device_memory(self) -> dict[str, int]:
-        """The engine's allocator figures now (answered even during an inference)."""
+        """The engine's allocator figures now (answered even during an inference); stored nowhere,
+        so a late answer can never overwrite what a kill has just set."""
         engine = self.engine
         if engine is None or not engine.alive or not self.device.startswith("cuda"):
-            return self.device_memory if engine is not None else {"allocated": 0, "reserved": 0}
+            return dict(self.device_memory)
         try:
             stats = await engine.request(p.Stats(0), timeout=_STATS_TIMEOUT_S)
-            memory = stats.get("device_memory", {}).get(self.device)
-            if memory:
-                self.device_memory = memory
         except (EngineDead, EngineFailure, asyncio.TimeoutError):
-            pass
-        return self.device_memory
-
-    @property
-    def standby_pid(self) -> int | None:
-        task = self._standby
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-            return None
-        return task.result().pid
+            return dict(self.device_memory)
+        if engine is not self.engine:
+            return dict(self.device_memory)
+        memory = stats.get("device_memory", {}).get(self.device)
+        return dict(memory) if memory else dict(self.device_memory)
 
     @property
     def queue_depth(self) -> int:
         """Requests waiting or running."""
-        return self._pending
+        return len(self._requests) + len(self._running)
 
     @property
     def queue_waiting(self) -> int:
-        """Requests waiting for the engine (not the one it runs)."""
-        return max(0, self._pending - 1)
+        """Requests waiting for the engine (not those it runs)."""
+        return len(self._requests)
+
+    @property
+    def queue_running(self) -> int:
+        return len(self._running)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolve ``future`` unless its caller went away; an exception nobody awaits is not logged."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+        with contextlib.suppress(BaseException):
+            future.exception()  # marks it retrieved: a caller that left must not cause a warning
+    else:
+        future.set_result(outcome)

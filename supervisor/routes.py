@@ -1,31 +1,36 @@
-"""HTTP routes: the seed's endpoints with its fields unchanged, plus a few of our own."""
+"""HTTP routes: the seed's endpoints with its fields unchanged, plus a few of our own.
+
+No route talks to an engine: each asks a model's owner task (``supervisor.lifecycle``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 
-from supervisor.app import SERVICE, Service, json_response
+from ipc.catalog import model_info
+from supervisor.documents import read_pages
 from supervisor.errors import ClientError
+from supervisor.forms import read_form
 from supervisor.gpus import process_gpu_bytes
-from supervisor.lifecycle import ModelLifecycle
-from supervisor.pdf import is_pdf, render_pdf
+from supervisor.lifecycle import ModelLifecycle, QueueFull
+from supervisor.responses import json_response
 from supervisor.results import pdf_body, result_body
-from supervisor.uploads import inspect_image
+from supervisor.service import SERVICE, Service
 
 WEB_DIR = Path(__file__).parent / "web"
 _GIB = 2**30
 # text fields of /ocr passed to the model as options
-_OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding")
-_MAX_FIELD_BYTES = 64 * 1024
+OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding", "max_tokens")
 
 
-def _lifecycle(service: Service, model: str | None) -> ModelLifecycle:
+def lifecycle_for(service: Service, model: str | None) -> ModelLifecycle:
     name = model or service.default_model
     try:
         return service.lifecycles[name]
@@ -35,7 +40,7 @@ def _lifecycle(service: Service, model: str | None) -> ModelLifecycle:
 
 def _targets(service: Service, request: web.Request) -> list[ModelLifecycle]:
     model = request.query.get("model")
-    return [_lifecycle(service, model)] if model else list(service.lifecycles.values())
+    return [lifecycle_for(service, model)] if model else list(service.lifecycles.values())
 
 
 def _lifecycle_fields(service: Service, lc: ModelLifecycle, memory: dict[str, int]) -> dict[str, Any]:
@@ -56,27 +61,42 @@ async def health(request: web.Request) -> web.Response:
     lc = service.lifecycles[service.default_model]
     body = {
         "status": "healthy",
-        "platform": f"{platform.system()} {platform.machine()}",
-        "gpu_manager": "enabled",
+        "platform": platform.system(),  # the upstream's value: "Linux"
+        "gpu_manager": True,
         **_lifecycle_fields(service, lc, lc.device_memory),
     }
     return json_response(body)
 
 
+def _tasks(lc: ModelLifecycle) -> dict[str, Any]:
+    info = model_info(lc.model)
+    if info is None:
+        return {"prompt_types": []}
+    return {
+        "prompt_types": list(info.prompt_types),
+        "find_term_prompt_types": list(info.find_term),
+        "custom_prompt_types": list(info.custom_prompt),
+        "grounding": info.grounding,
+    }
+
+
 async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
     memory = await lc.live_device_memory()
+    engine_pid = lc.engine.pid if lc.engine_alive and lc.engine is not None else None
+    gpu_bytes = await asyncio.to_thread(process_gpu_bytes, engine_pid) if service.backend == "cuda" else 0
     return {
         "model": lc.model,
         "state": lc.state.value,
         **_lifecycle_fields(service, lc, memory),
-        "engine_pid": lc.engine.pid if lc.engine_alive else None,
-        "standby_pid": lc.standby_pid,
-        "engine_gpu_memory_bytes": await asyncio.to_thread(process_gpu_bytes, lc.engine.pid if lc.engine else None)
-        if service.backend == "cuda"
-        else 0,
+        "engine_pid": engine_pid,
+        "engine_gpu_memory_bytes": gpu_bytes,
         "shared_memory_bytes": lc.shared_memory_bytes,
         "queue_depth": lc.queue_depth,
-        "prompt_types": lc.prompt_types,
+        "queue_waiting": lc.queue_waiting,
+        "max_batch": max(1, min(service.settings.max_batch_for(service.device), lc.batch_limit)),
+        "failure": lc.failure,
+        "load_failures": lc.load_failures,
+        **_tasks(lc),
         "offload_policy": service.settings.offload_policy,
         "engine_idle_timeout": service.settings.engine_idle_timeout,
     }
@@ -87,6 +107,7 @@ async def gpu_status(request: web.Request) -> web.Response:
     models = [await _model_status(service, lc) for lc in service.lifecycles.values()]
     body = dict(models[0])  # the seed's fields, for the default model
     body["models"] = models
+    body.update(service.children_status())
     if service.gpu is not None:
         body["gpu"] = {"index": service.gpu.index, "name": service.gpu.name}
     return json_response(body)
@@ -116,90 +137,75 @@ async def gpu_stop(request: web.Request) -> web.Response:
     return json_response({"status": "stopped", "message": message, "models": done})
 
 
-async def _read_form(request: web.Request, max_bytes: int) -> tuple[bytes, str, dict[str, str]]:
-    if not request.content_type.startswith("multipart/form-data"):
-        raise ClientError(415, "send the image as multipart/form-data with a 'file' field")
-    if request.content_length is not None and request.content_length > max_bytes + _MAX_FIELD_BYTES:
-        raise ClientError(413, f"upload of {request.content_length} bytes exceeds the limit of {max_bytes} bytes")
+async def gpu_load(request: web.Request) -> web.Response:
+    """Make models resident ahead of use (preload); answers once they are."""
+    service = request.app[SERVICE]
+    targets = _targets(service, request)
+    t0 = time.perf_counter()
+    for lc in targets:
+        await lc.load("requested")
+    names = [lc.model for lc in targets]
+    return json_response(
+        {"status": "loaded", "message": f"resident: {', '.join(names)}", "models": names,
+         "seconds": round(time.perf_counter() - t0, 3)}
+    )  # fmt: skip
+
+
+def admit(lc: ModelLifecycle) -> None:
+    """Refuse before the body is read when the model's queue is already full (503, Retry-After)."""
+    if not lc.admits():
+        lc.refused_total += 1
+        raise QueueFull(f"{lc.queue_waiting} requests already waiting for {lc.model}")
+
+
+def parse_keep_alive(raw: Any) -> float | None:
+    if raw is None or raw == "":
+        return None
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError, KeyError) as exc:
-        raise ClientError(400, f"malformed multipart body: {exc}") from None
-    data, filename, fields = None, "", {}
-    try:
-        while (part := await reader.next()) is not None:
-            if part.name == "file":
-                data = await _read_limited(part, max_bytes)
-                filename = _valid_utf8(part.filename or "")
-            elif part.name:
-                raw = await _read_limited(part, _MAX_FIELD_BYTES)
-                try:
-                    fields[part.name] = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    hint = "; send the image in the 'file' field" if part.filename is not None else ""
-                    raise ClientError(400, f"form field {part.name!r} is not UTF-8{hint}") from None
-    except (ValueError, AssertionError, BadHttpMessage) as exc:
-        # BadHttpMessage: a part's headers are invalid (control characters, a line too long...)
-        raise ClientError(400, f"malformed multipart body: {getattr(exc, 'message', exc)}") from None
-    except ConnectionResetError:
-        # the client went away mid-upload: nobody reads this answer, but it is no server error
-        raise ClientError(400, "the connection closed before the upload was complete") from None
-    if data is None:
-        raise ClientError(400, "no 'file' field in the form")
-    if not data:
-        raise ClientError(400, "the uploaded file is empty")
-    return data, filename, fields
-
-
-def _valid_utf8(text: str) -> str:
-    """``text`` with the bytes aiohttp could not decode (kept as surrogates, which orjson refuses
-    to write) replaced by U+FFFD: the file name goes back in the JSON answer."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace")
-
-
-async def _read_limited(part: Any, limit: int) -> bytes:
-    chunks, size = [], 0
-    while chunk := await part.read_chunk(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(413, f"upload exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ClientError(
+            400, f"keep_alive must be a number of seconds (0: offload after, -1: stay), not {raw!r}"
+        ) from None
+    if value != value or value < -1:
+        raise ClientError(400, "keep_alive must be -1 (stay resident), 0 (offload right after) or seconds")
+    return value
 
 
 async def ocr(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     settings = service.settings
-    data, filename, fields = await _read_form(request, settings.max_upload_bytes)
-    lc = _lifecycle(service, fields.get("model"))
-    options = {k: fields[k] for k in _OPTION_FIELDS if k in fields}
+    # the queue is checked before a large body is read: a full server costs a client nothing
+    admit(lifecycle_for(service, request.query.get("model")))
+    form = await read_form(request, settings)
+    lc = lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
+    options = {k: form.fields[k] for k in OPTION_FIELDS if k in form.fields}
     options.setdefault("prompt_type", "ocr")
-    if is_pdf(data):
-        pages = await asyncio.to_thread(render_pdf, data, settings.pdf_dpi, settings.max_pdf_pages)
-        results = []
-        for page in pages:  # in order; each page takes its turn in the model's queue
-            results.append(await lc.infer(page.ppm, options))
-        body = pdf_body(results, [p.number for p in pages])
+    keep_alive = parse_keep_alive(form.fields.get("keep_alive"))
+    t0 = time.perf_counter()
+    pages = [page async for page in read_pages(lc, settings, form.data, options, keep_alive=keep_alive)]
+    if len(pages) == 1 and pages[0].count == 1 and not form.is_pdf:
+        body = result_body(pages[0].result)
     else:
-        inspect_image(data)
-        body = result_body(await lc.infer(data, options))
+        body = pdf_body([p.result for p in pages], [p.number for p in pages])
     body.update(
         success=True,
         prompt_type=options["prompt_type"],
         metadata={
             "model": lc.model,
             "device": service.device,
-            "filename": filename,
-            "size_bytes": len(data),
+            "filename": form.filename,
+            "size_bytes": len(form.data),
             "request_id": request["request_id"],
             "timing": body.pop("timing"),
         },
     )
+    log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200)
     return json_response(body)
+
+
+def log_ocr(model: str, pages: int, seconds: float, status: int) -> None:
+    logging.getLogger("dsocr.supervisor.ocr").info("ocr %s: %d page(s) in %.3fs -> %d", model, pages, seconds, status)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -221,6 +227,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/gpu/offload", gpu_offload)
     app.router.add_post("/gpu/release", gpu_release)
     app.router.add_post("/gpu/stop", gpu_stop)
+    app.router.add_post("/gpu/load", gpu_load)
     app.router.add_post("/ocr", ocr)
     if WEB_DIR.is_dir():
         app.router.add_static("/static/", WEB_DIR, show_index=False)

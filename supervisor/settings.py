@@ -36,7 +36,15 @@ class Settings:
     max_pdf_pages: int = 50
     boot_timeout: float = 120.0
     engine_threads: int | None = None  # torch CPU threads per engine; None: cores / models
-    standby: bool = True  # keep a prepared engine (no GPU memory) ready after an engine stop
+    # requests run as one batch: None = 8 on CUDA, 1 on the CPU (where batching rarely pays)
+    max_batch: int | None = None
+    max_load_failures: int = 3  # in a row, before the model is `failed` (0: never)
+    max_pdf_megapixels: float = 200.0  # all the pages of one request together
+    # connections: a client slower than these is disconnected; beyond the cap new ones are refused
+    header_timeout: float = 30.0
+    body_timeout: float = 120.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 512
     log_level: str = "INFO"
     api_key: str | None = None  # when set, every route but /health and the page needs it
     cors_origins: list[str] = field(default_factory=list)
@@ -50,6 +58,15 @@ class Settings:
         if self.engine_threads is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             self.engine_threads = max(1, cores // len(self.models))
+
+    def max_batch_for(self, device: str) -> int:
+        if self.max_batch is not None:
+            return max(1, self.max_batch)
+        return 8 if device.startswith("cuda") else 1
+
+    @property
+    def max_pdf_pixels(self) -> int:
+        return int(self.max_pdf_megapixels * 1e6)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,0 +1,116 @@
+"""The service object the routes use: settings, the chosen device, one owner per model, children.
+
+It lives apart from the aiohttp application (``supervisor.app``) and the routes, so neither
+imports the other. Start-up checks that need no engine happen here and fail fast: model names
+(against ``ipc.catalog``, so the supervisor still never imports the engine) and the cache dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ipc.cache import CacheDirError, cache_root, check_cache_dir
+from ipc.catalog import MODEL_NAMES
+from supervisor import gpus
+from supervisor.children import ChildRegistry
+from supervisor.device_room import DeviceRoom
+from supervisor.lifecycle import ModelLifecycle
+from supervisor.metrics import ServiceMetrics
+from supervisor.settings import Settings
+
+log = logging.getLogger("dsocr.supervisor")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; raised before the server listens."""
+
+
+def check_settings(settings: Settings) -> None:
+    unknown = [m for m in settings.models if m not in MODEL_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown model {', '.join(map(repr, unknown))}; known models: {', '.join(MODEL_NAMES)}")
+    if len(set(settings.models)) != len(settings.models):
+        raise ConfigError("a model is named twice")
+    for model in settings.models:
+        try:
+            check_cache_dir(cache_root(settings.model_options.get(model)))
+        except CacheDirError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+class Service:
+    """What the routes need: settings, the chosen device, one lifecycle per model, the children."""
+
+    def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
+        self.settings = settings
+        self.started = time.monotonic()
+        self.device, self.gpu = gpus.resolve_device(settings.device)
+        self.children = ChildRegistry()
+        self.lifecycles: dict[str, ModelLifecycle] = {}
+        self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
+        self.gpu_memory_return_s: list[float] = []  # after each CUDA engine kill (NVML)
+        self.closing = False
+        for model in settings.models:
+            self.lifecycles[model] = ModelLifecycle(
+                model,
+                settings,
+                self.device,
+                make_room=self.room.make_room,
+                registry=self.children,
+                on_engine_killed=self._wait_gpu_memory_back,
+            )
+        self.metrics = ServiceMetrics(lambda: self.lifecycles)
+
+    def _gpu_free_bytes(self) -> int | None:
+        if self.gpu is None:
+            return None
+        try:
+            return next((g.free_bytes for g in gpus.list_gpus() if g.index == self.gpu.index), None)
+        except gpus.NoGpu:
+            return None
+
+    async def _wait_gpu_memory_back(self, pid: int, model: str) -> None:
+        """Killing a CUDA engine frees its memory a little later: wait (bounded) and say how long."""
+        seconds = await asyncio.to_thread(gpus.wait_gpu_memory_back, pid)
+        if seconds is None:
+            log.warning("%s: GPU memory of engine %d not seen back within 10s (or NVML cannot tell)", model, pid)
+            return
+        self.gpu_memory_return_s.append(seconds)
+        del self.gpu_memory_return_s[:-100]
+        log.info("%s: GPU memory of engine %d back in %.3fs", model, pid, seconds)
+
+    def start(self) -> None:
+        for lifecycle in self.lifecycles.values():
+            lifecycle.start()
+
+    async def close(self) -> None:
+        self.closing = True
+        await asyncio.gather(*(lc.close() for lc in self.lifecycles.values()))
+
+    @property
+    def default_model(self) -> str:
+        return self.settings.models[0]
+
+    @property
+    def backend(self) -> str:
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+    def current_pids(self) -> set[int]:
+        return {lc.engine.pid for lc in self.lifecycles.values() if lc.engine is not None and lc.engine.pid}
+
+    def children_status(self) -> dict[str, Any]:
+        """Every child process the service started, and those no owner knows (should be none)."""
+        current = self.current_pids()
+        children = [self.children.describe(c.pid) for c in self.children.all()]
+        unowned = [c for c in children if c["role"] == "engine" and c["pid"] not in current]
+        return {"children": children, "unowned_children": unowned}
+
+
+SERVICE = web.AppKey("service", Service)
+SETTINGS = web.AppKey("settings", Settings)
