@@ -22,6 +22,7 @@ from supervisor.device_room import DeviceRoom
 from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics
 from supervisor.settings import Settings
+from supervisor.zygote import Zygote
 
 log = logging.getLogger("dsocr.supervisor")
 
@@ -56,11 +57,14 @@ class Service:
         self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
         self.gpu_memory_return_s: list[float] = []  # after each CUDA engine kill (NVML)
         self.closing = False
+        # forks the engines (tens of ms instead of a second of imports); spawns while it is down
+        self.zygote = Zygote(log_level=settings.log_level, boot_timeout=settings.boot_timeout)
         for model in settings.models:
             self.lifecycles[model] = ModelLifecycle(
                 model,
                 settings,
                 self.device,
+                launcher=self.zygote.launch,
                 make_room=self.room.make_room,
                 registry=self.children,
                 on_engine_killed=self._wait_gpu_memory_back,
@@ -86,12 +90,17 @@ class Service:
         log.info("%s: GPU memory of engine %d back in %.3fs", model, pid, seconds)
 
     def start(self) -> None:
+        try:
+            self.zygote.start_nowait(self.children)
+        except OSError as exc:  # engines are spawned instead
+            log.error("cannot start the zygote: %s", exc)
         for lifecycle in self.lifecycles.values():
             lifecycle.start()
 
     async def close(self) -> None:
         self.closing = True
         await asyncio.gather(*(lc.close() for lc in self.lifecycles.values()))
+        await self.zygote.close()
 
     @property
     def default_model(self) -> str:
@@ -109,7 +118,7 @@ class Service:
         current = self.current_pids()
         children = [self.children.describe(c.pid) for c in self.children.all()]
         unowned = [c for c in children if c["role"] == "engine" and c["pid"] not in current]
-        return {"children": children, "unowned_children": unowned}
+        return {"children": children, "unowned_children": unowned, "zygote": self.zygote.status()}
 
 
 SERVICE = web.AppKey("service", Service)

@@ -248,12 +248,17 @@ class Zygote:
 
     async def start(self, registry: ChildRegistry | None = None, wait: bool = True) -> None:
         """Start the zygote; with ``wait``, until it has imported everything (seconds)."""
+        self.start_nowait(registry)
+        if wait:
+            await self.wait_ready()
+
+    def start_nowait(self, registry: ChildRegistry | None = None) -> None:
+        """Start the zygote and return at once (call it in the event loop's thread); engines are
+        spawned until it is ready."""
         self._loop = asyncio.get_running_loop()
         self._registry = registry
         self._closing = False
         self._start_process()
-        if wait:
-            await self.wait_ready()
 
     def _start_process(self) -> None:
         # in the event loop's thread: PR_SET_PDEATHSIG fires when the thread that started it exits
@@ -331,11 +336,16 @@ class Zygote:
             self._registry.remove(proc.pid)
         log.log(logging.INFO if self._closing else logging.WARNING, "zygote %d exited with %s", proc.pid, code)
 
+    def status(self) -> dict[str, Any]:
+        """For ``/gpu/status``: no round trip to the zygote."""
+        pid = self.pid
+        return {"pid": pid, "up": self.up, "restarts": self.restarts, "forks": self.forks,
+                "fallback_spawns": self.fallback_spawns, "private_rss_bytes": private_rss_bytes(pid) if pid else 0}  # fmt: skip
+
     async def debug(self) -> dict[str, Any]:
         """What the zygote says of itself (``cuda_initialized``, ``threads``, ``children``...), plus our counts."""
         proc = self._proc
-        facts: dict[str, Any] = {"up": self.up, "pid": self.pid, "restarts": self.restarts, "forks": self.forks,
-                                 "fallback_spawns": self.fallback_spawns}  # fmt: skip
+        facts = self.status()
         if proc is not None and proc.up:
             try:
                 reply, _, fds = await asyncio.to_thread(proc.ask, {"kind": "debug"}, DEBUG_TIMEOUT_S)
@@ -344,7 +354,6 @@ class Zygote:
             else:
                 _close_all(fds)
                 facts.update({k: v for k, v in reply.items() if k not in ("kind", "id")})
-        facts["private_rss_bytes"] = private_rss_bytes(proc.pid) if proc is not None and not proc.dead else 0
         return facts
 
     async def close(self) -> None:

@@ -44,6 +44,13 @@ def child_pids(pid: int) -> list[int]:
     return [int(x) for x in raw.split()]
 
 
+def is_zygote(pid: int) -> bool:
+    try:
+        return b"engine.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def pid_alive(pid: int) -> bool:
     return not pid_gone(pid)
 
@@ -80,9 +87,16 @@ class Server:
             raise RuntimeError(f"server not up in {timeout}s")
 
     def engine_pids(self) -> list[int]:
-        pids = child_pids(self.pid)
+        """The server's children, with its zygote replaced by the engines forked there."""
+        pids = []
+        for pid in child_pids(self.pid):
+            self._engines.add(pid)  # the zygote too: remembered for cleanup
+            pids.extend(child_pids(pid) if is_zygote(pid) else [pid])
         self._engines.update(pids)
         return pids
+
+    def zygote_pid(self) -> int | None:
+        return next((pid for pid in child_pids(self.pid) if is_zygote(pid)), None)
 
     def output(self) -> str:
         self.log.seek(0)

@@ -19,7 +19,6 @@ import pytest
 
 from tests.integration.server import (
     Server,
-    child_pids,
     get_json,
     pid_alive,
     render_text,
@@ -44,9 +43,9 @@ def rss_kb(pid: int) -> int:
 
 
 def engine_children(server: Server) -> set[int]:
-    """Live children of the supervisor but its multiprocess resource tracker (a child too)."""
+    """Live engines of the supervisor but its multiprocess resource tracker (a child too)."""
     pids = set()
-    for pid in child_pids(server.pid):
+    for pid in server.engine_pids():  # engines forked by the zygote are its children
         server._engines.add(pid)  # remembered for cleanup, whatever happens
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
