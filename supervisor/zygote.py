@@ -303,10 +303,12 @@ class Zygote:
                 loop.call_soon_threadsafe(self._died, proc)
 
     def _died(self, proc: ZygoteProcess) -> None:
+        if self._closing:
+            return  # close() reaps it
         reaper = asyncio.ensure_future(self._reap(proc))
         self._reapers.add(reaper)
         reaper.add_done_callback(self._reapers.discard)
-        if self._closing or proc is not self._proc:
+        if proc is not self._proc:
             return
         lived = time.monotonic() - proc.started
         self._deaths = 1 if proc.ready.is_set() and lived > STABLE_S else self._deaths + 1
