@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.sample import text_png  # noqa: E402
 from ipc import protocol as p  # noqa: E402
 from ipc.weights import segment_name, unlink_segment  # noqa: E402
+from supervisor.children import private_rss_bytes  # noqa: E402
 from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle, Launcher, spawn_launcher  # noqa: E402
 from supervisor.zygote import Zygote  # noqa: E402
 
@@ -92,6 +93,8 @@ class Round:
         # the handle is kept before spawn returns, so that a failure midway is still killed
         self.engine = EngineHandle(log_level="WARNING", launcher=self.launcher)
         await self.engine.spawn()
+        if "engine_idle_private_rss_bytes" not in self.info:  # the first engine, before its load
+            self.info["engine_idle_private_rss_bytes"] = private_rss_bytes(self.engine.pid or 0)
         return await self.ask(msg)
 
     async def run(self, image: bytes) -> None:
@@ -103,6 +106,7 @@ class Round:
         t["first_infer"], _ = await timed(self.ask(p.Infer(0, m, {}, image)))  # warm-up
         t["infer"], result = await timed(self.ask(p.Infer(0, m, {}, image)))
         self.info["text"] = result.get("text", "")
+        self.info["engine_private_rss_bytes"] = private_rss_bytes(self.engine.pid or 0)  # type: ignore[union-attr]
         t["offload"], _ = await timed(self.ask(p.Offload(0, m)))
         t["restore"], _ = await timed(self.ask(p.Restore(0, m, seg, dev, opts)))
         t["stop"], _ = await timed(self.engine.kill())  # type: ignore[union-attr]
@@ -141,7 +145,9 @@ async def bench(model: str, device: str, options: dict[str, Any], repeat: int, i
                        for step in STEPS}  # fmt: skip
     out.update(repeat=repeat, options=options, text=rounds[0].info["text"],
                engine_load_s=statistics.median(r.info["engine_load_s"] for r in rounds),
-               engine_store_s=statistics.median(r.info["engine_store_s"] for r in rounds))  # fmt: skip
+               engine_store_s=statistics.median(r.info["engine_store_s"] for r in rounds),
+               engine_idle_private_rss_bytes=statistics.median(r.info["engine_idle_private_rss_bytes"] for r in rounds),
+               engine_private_rss_bytes=statistics.median(r.info["engine_private_rss_bytes"] for r in rounds))  # fmt: skip
     return out
 
 
@@ -165,6 +171,10 @@ def print_table(r: dict[str, Any]) -> None:
     print(
         f"  (first inference after load {r['first_infer_s']:.4f} s; the engine's own load "
         f"{r['engine_load_s']:.4f} s, of which checkpoint -> shared memory {r['engine_store_s']:.4f} s)"
+    )
+    print(
+        f"  engine private memory: {r['engine_idle_private_rss_bytes'] / 2**20:.0f} MiB new, "
+        f"{r['engine_private_rss_bytes'] / 2**20:.0f} MiB resident after a result"
     )
 
 
