@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,10 +16,11 @@ import pytest_asyncio
 
 from ipc import protocol as p
 from ipc.weights import unlink_segment
+from supervisor import zygote as zygote_module
 from supervisor.children import ChildRegistry
 from supervisor.engine_handle import EngineDead, EngineHandle, Launcher
 from supervisor.zygote import Zygote
-from tests.helpers import SegmentGuard, pid_gone, render_text, shm  # noqa: F401  (shm is a fixture)
+from tests.helpers import ROOT, SegmentGuard, child_env, pid_gone, render_text, shm  # noqa: F401  (shm is a fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one zygote (seconds to boot) for the module
 
@@ -165,3 +168,30 @@ async def test_dead_zygote_is_restarted_and_engines_spawn_meanwhile(engines: Sta
         await z.close()
     assert last is None or pid_gone(last)
     assert not [c for c in registry.all() if c.role == "zygote"]
+
+
+async def test_zygote_that_cannot_boot_is_given_up_and_engines_spawn(
+    engines: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zygote_module, "ZYGOTE_MODULE", "engine.no_such_zygote")  # exits at once
+    registry = ChildRegistry()
+    z = Zygote(log_level="WARNING")
+    try:
+        await z.start(registry)
+        assert not z.up
+        # restarted after 0.5 s and 1 s, then given up: no restart loop
+        assert await wait_for(lambda: z.restarts == zygote_module.MAX_BOOT_FAILURES - 1 and z.pid is None, 30)
+        await asyncio.sleep(3)  # the next delay would have been 2 s
+        assert z.restarts == zygote_module.MAX_BOOT_FAILURES - 1 and z.pid is None
+        assert await wait_for(lambda: len(registry) == 0, 10)  # every try reaped
+        spawned = await engines(z.launch, registry=registry)
+        assert ppid(spawned.pid) == os.getpid() and z.fallback_spawns == 1
+    finally:
+        await z.close()
+
+
+async def test_supervisor_modules_stay_torch_free() -> None:
+    code = "import sys, supervisor.service, supervisor.zygote; print('torch' in sys.modules)"
+    run = [sys.executable, "-c", code]
+    done = await asyncio.to_thread(subprocess.run, run, cwd=ROOT, env=child_env(), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
