@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+CRD_SCHEMAS := tests/deploy/node/node_modules/.package-lock.json
 
-.PHONY: install lint test bench clean
+.PHONY: install lint browser deploy-tools test bench clean
 
 install: $(STAMP)
 
@@ -24,7 +25,24 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+# tests/deploy: kubectl (kustomize), haproxy (the pool), the published CRD schemas (npm, pinned
+# with their lock). Debian's packages are installed as root, and only when missing.
+deploy-tools: $(CRD_SCHEMAS)
+	command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
+	command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
+
+$(CRD_SCHEMAS): tests/deploy/node/package.json tests/deploy/node/package-lock.json
+	npm ci --prefix tests/deploy/node --no-audit --no-fund --loglevel=error
+
+# the page's browser tests drive Debian's chromium (headless, over the DevTools protocol): installed
+# here when missing, so they run everywhere `make test` runs and never skip
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "chromium is missing: 'sudo apt-get install -y chromium' (the page's browser tests need it)" >&2; exit 1; fi; }
+
+test: $(STAMP) lint browser deploy-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -142,9 +142,16 @@ class EngineLoop:
                 return p.reply_error(msg, p.WireError.PROTOCOL, f"unexpected message {msg.kind}")
         except Exception as exc:  # every failure becomes a reply; the engine keeps serving
             error = to_wire_error(exc)
-            level = logging.INFO if error.type in (p.WireError.BAD_INPUT, p.WireError.UNSUPPORTED) else logging.ERROR
+            # the client's mistakes and the operator's (weights missing, out of memory) are one
+            # line each; only a fault of ours (model_error) is worth a traceback
+            expected = error.type != p.WireError.MODEL_ERROR
+            level = (
+                logging.INFO
+                if error.type in (p.WireError.BAD_INPUT, p.WireError.UNSUPPORTED)
+                else (logging.WARNING if expected else logging.ERROR)
+            )
             log.log(level, "%s %d failed: %s: %s", msg.kind.value, msg.id, error.type, error.message,
-                    exc_info=level == logging.ERROR)  # fmt: skip
+                    exc_info=not expected)  # fmt: skip
             return p.Reply(id=msg.id, request=msg.kind, error=error)
         log.debug("%s %d done in %.3fs", msg.kind.value, msg.id, time.perf_counter() - t0)
         return p.reply_ok(msg, **result)

@@ -10,19 +10,27 @@ from typing import Any
 
 from ipc import protocol as p
 from ipc.weights import segment_name, unlink_segment
-from supervisor.engine_handle import EngineHandle
+from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle
 from supervisor.pdf import is_pdf, render_pdf
 from supervisor.results import pdf_body, result_body
 
 
-async def _run(paths: list[Path], model: str, device: str, options: dict[str, Any],
+class ModelUnavailable(RuntimeError):
+    """The engine could not load the model (weights absent, no room, ...): no file can be read."""
+
+
+async def _run(paths: list[Path], model: str, device: str, options: dict[str, Any], model_options: dict[str, Any],
                log_level: str) -> list[tuple[Path, dict[str, Any] | Exception]]:  # fmt: skip
     segment = segment_name(os.getpid(), model)
     engine = EngineHandle(log_level=log_level)
     results: list[tuple[Path, dict[str, Any] | Exception]] = []
     try:
-        await engine.spawn()
-        await engine.request(p.Load(0, model, segment, device, {}))
+        try:
+            await engine.spawn()
+            await engine.request(p.Load(0, model, segment, device, model_options))
+        except (EngineFailure, EngineDead) as exc:
+            message = str(exc).removeprefix(f"{model}: ")
+            raise ModelUnavailable(f"cannot load {model}: {message}") from None
         for path in paths:
             try:
                 data = path.read_bytes()
@@ -41,5 +49,8 @@ async def _run(paths: list[Path], model: str, device: str, options: dict[str, An
 
 
 def run_local(paths: list[Path], model: str, device: str, options: dict[str, Any],
+              model_options: dict[str, Any] | None = None,
               log_level: str = "WARNING") -> Iterator[tuple[Path, dict[str, Any] | Exception]]:  # fmt: skip
-    yield from asyncio.run(_run(paths, model, device, options, log_level))
+    """(path, result or the exception that file met) for each path; :class:`ModelUnavailable` when
+    the model cannot be loaded at all."""
+    yield from asyncio.run(_run(paths, model, device, options, model_options or {}, log_level))

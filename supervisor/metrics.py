@@ -1,5 +1,7 @@
 """Prometheus metrics for ``/metrics``: HTTP traffic, lifecycle transitions, queue, state, memory.
 
+The queue gauges and the refused counter are what autoscalers read (deploy/kubernetes/).
+
 HTTP counters are updated by a middleware; everything about models is read from the lifecycles
 at scrape time by a collector, so the lifecycle keeps a single source of truth.
 """
@@ -57,6 +59,11 @@ class _LifecycleCollector(Collector):
                                       labels=["model", "transition"])  # fmt: skip
         state = GaugeMetricFamily("dsocr_model_state", "1 for the state each model is in", labels=["model", "state"])
         queue = GaugeMetricFamily("dsocr_queue_depth", "Requests waiting or running", labels=["model"])
+        # what autoscalers read (KEDA, HPA): demand beyond the request each engine runs
+        waiting = GaugeMetricFamily("dsocr_queue_waiting_requests", "Requests waiting, not running",
+                                    labels=["model"])  # fmt: skip
+        refused = CounterMetricFamily("dsocr_queue_refused_requests", "Requests refused because the queue was full",
+                                      labels=["model"])  # fmt: skip
         shm = GaugeMetricFamily("dsocr_shared_memory_bytes", "Bytes of the model's segment", labels=["model"])
         gpu = GaugeMetricFamily("dsocr_gpu_memory_bytes", "Engine allocator bytes on the device",
                                 labels=["model", "kind"])  # fmt: skip
@@ -68,11 +75,13 @@ class _LifecycleCollector(Collector):
             for s in State:
                 state.add_metric([name, s.value], 1.0 if lc.state is s else 0.0)
             queue.add_metric([name], lc.queue_depth)
+            waiting.add_metric([name], lc.queue_waiting)
+            refused.add_metric([name], lc.refused_total)
             shm.add_metric([name], lc.shared_memory_bytes)
             for kind in ("allocated", "reserved"):
                 gpu.add_metric([name, kind], lc.device_memory.get(kind, 0))
             engine.add_metric([name], 1.0 if lc.engine_alive else 0.0)
-        yield from (count, seconds, state, queue, shm, gpu, engine)
+        yield from (count, seconds, state, queue, waiting, refused, shm, gpu, engine)
 
 
 def timing_middleware(metrics: Callable[[], ServiceMetrics | None]):  # type: ignore[no-untyped-def]

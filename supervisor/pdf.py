@@ -34,7 +34,7 @@ def is_pdf(data: bytes) -> bool:
 @dataclass(frozen=True)
 class RenderedPage:
     number: int  # 1-based
-    ppm: bytes
+    ppm: bytes | bytearray
     width: int
     height: int
 
@@ -120,13 +120,17 @@ class PdfPages:
                 bitmap = self._doc[number - 1].render(scale=self.scale, rev_byteorder=True)
                 array = bitmap.to_numpy()  # a view of pdfium's buffer, RGB(A/x) order
                 height, width = array.shape[:2]
-                rgb = np.ascontiguousarray(array[:, :, :3])  # the only copy of the pixels
-                del array
+                header = f"P6\n{width} {height}\n255\n".encode("ascii")
+                # the PPM is written in place: the pixels are copied once, from pdfium's buffer
+                ppm = bytearray(len(header) + width * height * 3)
+                ppm[: len(header)] = header
+                pixels = np.frombuffer(ppm, dtype=np.uint8, offset=len(header)).reshape(height, width, 3)
+                pixels[:] = array[:, :, :3]
+                del array, pixels
                 bitmap.close()
             except pdfium.PdfiumError as exc:
                 raise ClientError(400, f"page {number} of the PDF cannot be rendered: {exc}") from None
-        header = f"P6\n{width} {height}\n255\n".encode("ascii")
-        return RenderedPage(number, header + rgb.tobytes(), width, height)
+        return RenderedPage(number, ppm, width, height)
 
     def close(self) -> None:
         with _pdfium_lock:

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ipc.catalog import model_info
+from supervisor import readiness
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form
@@ -23,6 +24,8 @@ from supervisor.lifecycle import ModelLifecycle, QueueFull
 from supervisor.responses import json_response
 from supervisor.results import pdf_body, result_body
 from supervisor.service import SERVICE, Service
+
+log = logging.getLogger("dsocr.supervisor")
 
 WEB_DIR = Path(__file__).parent / "web"
 _GIB = 2**30
@@ -68,16 +71,13 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def _tasks(lc: ModelLifecycle) -> dict[str, Any]:
+def _catalog_fields(lc: ModelLifecycle) -> dict[str, Any]:
+    """A model's tasks from the catalog, known before it loads (the page enables them at once)."""
     info = model_info(lc.model)
     if info is None:
         return {"prompt_types": []}
-    return {
-        "prompt_types": list(info.prompt_types),
-        "find_term_prompt_types": list(info.find_term),
-        "custom_prompt_types": list(info.custom_prompt),
-        "grounding": info.grounding,
-    }
+    return {"prompt_types": list(info.prompt_types), "find_term": list(info.find_term),
+            "custom_prompt": list(info.custom_prompt), "grounding": info.grounding}  # fmt: skip
 
 
 async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
@@ -96,7 +96,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         "max_batch": max(1, min(service.settings.max_batch_for(service.device), lc.batch_limit)),
         "failure": lc.failure,
         "load_failures": lc.load_failures,
-        **_tasks(lc),
+        **_catalog_fields(lc),
         "offload_policy": service.settings.offload_policy,
         "engine_idle_timeout": service.settings.engine_idle_timeout,
     }
@@ -200,12 +200,13 @@ async def ocr(request: web.Request) -> web.Response:
             "timing": body.pop("timing"),
         },
     )
-    log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200)
+    log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200, request["request_id"])
     return json_response(body)
 
 
-def log_ocr(model: str, pages: int, seconds: float, status: int) -> None:
-    logging.getLogger("dsocr.supervisor.ocr").info("ocr %s: %d page(s) in %.3fs -> %d", model, pages, seconds, status)
+def log_ocr(model: str, pages: int, seconds: float, status: int | str, request_id: str) -> None:
+    """The one INFO line per OCR request."""
+    log.info("ocr model=%s pages=%d seconds=%.2f status=%s [%s]", model, pages, seconds, status, request_id)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -215,19 +216,32 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
+async def static(request: web.Request) -> web.StreamResponse:
+    """Files of the page; a missing one is a JSON 404 like every other error (aiohttp's static
+    route answers an empty octet-stream 404 from inside the file response)."""
+    root = WEB_DIR.resolve()
+    path = (root / request.match_info["path"]).resolve()
+    if root not in path.parents or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 async def metrics(request: web.Request) -> web.Response:
     return request.app[SERVICE].metrics.render()
 
 
 def add_routes(app: web.Application) -> None:
+    from supervisor import ocr_stream  # it uses this module: imported here, not at the top
+
+    ocr_stream.add_routes(app)  # /ocr/stream (NDJSON per page), /pdf-to-images
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", readiness.ready)
     app.router.add_get("/gpu/status", gpu_status)
     app.router.add_post("/gpu/offload", gpu_offload)
     app.router.add_post("/gpu/release", gpu_release)
     app.router.add_post("/gpu/stop", gpu_stop)
     app.router.add_post("/gpu/load", gpu_load)
     app.router.add_post("/ocr", ocr)
-    if WEB_DIR.is_dir():
-        app.router.add_static("/static/", WEB_DIR, show_index=False)
+    app.router.add_get("/static/{path:.+}", static)

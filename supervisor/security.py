@@ -1,6 +1,6 @@
 """Access control and browser hardening: API key, CORS, security headers.
 
-- With an API key set, every route but ``/health``, ``/`` and ``/static/`` needs
+- With an API key set, every route but ``/health``, ``/ready`` (probes), ``/`` and ``/static/`` needs
   ``Authorization: Bearer <key>``, compared in constant time.
 - CORS headers are sent only for origins named with ``--cors-origin``.
 - Every response carries headers that keep the page from being framed or sniffed, and a CSP
@@ -18,7 +18,7 @@ from supervisor.errors import ClientError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC_PATHS = ("/health", "/")
+PUBLIC_PATHS = ("/health", "/ready", "/")
 PUBLIC_PREFIXES = ("/static/",)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
        "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")  # fmt: skip

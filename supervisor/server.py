@@ -1,8 +1,10 @@
 """Running the app: our own runner, so that the connection layer is bounded and speaks JSON.
 
 aiohttp's ``run_app`` would do, but for what it does not let us set:
-- a cap on open connections: beyond it a new connection gets a canned 503 and is closed, so
-  descriptors never run out (at 1,024 of them asyncio logged a traceback per failed accept);
+- a cap on open connections, so descriptors never run out (at 1,024 of them asyncio logged a
+  traceback per failed accept): at the cap, a new connection takes the place of the oldest idle
+  one (nginx reuses keep-alive connections the same way), so a crowd of idle sockets cannot lock
+  out ``/health``; only when every connection is busy is the new one answered 503 and closed;
 - parser-level errors (a malformed request line, ``GET *``, bad headers) answered as JSON with an
   ``X-Request-ID`` and the security headers, logged in one line, not as a traceback;
 - no ``Server: Python/3.x aiohttp/3.y`` version banner;
@@ -56,11 +58,18 @@ class _Handler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         manager = self._manager
-        if isinstance(manager, _CappedServer) and len(manager.connections) >= manager.max_connections:
+        full = isinstance(manager, _CappedServer) and len(manager.connections) >= manager.max_connections
+        if full and not manager.evict_idle():  # type: ignore[union-attr]
             self._manager = None  # never registered: connection_lost has nothing to undo
-            manager.refuse(transport)
+            manager.refuse(transport)  # type: ignore[union-attr]
             return
         super().connection_made(transport)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request (none in progress): safe to close."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self._messages
 
     def handle_error(
         self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
@@ -82,10 +91,23 @@ class _CappedServer(Server):
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
         self.refused = 0
+        self.evicted = 0
         self._last_warning = 0.0
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
+
+    def evict_idle(self) -> bool:
+        """Close the oldest connection that waits for a request; False when all are busy."""
+        for handler in self.connections:  # in the order they came
+            if isinstance(handler, _Handler) and handler.idle:
+                self.evicted += 1
+                handler.force_close()
+                transport = self._connections.pop(handler, None)
+                if transport is not None:
+                    transport.close()
+                return True
+        return False
 
     def refuse(self, transport: asyncio.BaseTransport) -> None:
         self.refused += 1
@@ -150,19 +172,44 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-async def serve(app: web.Application, settings: Settings, shutdown_timeout: float = 30.0) -> None:
-    """Listen, log that it does, serve until SIGTERM/SIGINT, then drain and clean up."""
+async def serve(
+    app: web.Application, settings: Settings, shutdown_timeout: float = 30.0, access_log_class: Any = None
+) -> None:
+    """Listen, log that it does, serve until SIGTERM/SIGINT, drain, then shut down gracefully.
+
+    The first SIGTERM starts the drain: ``/ready`` answers 503 for ``--drain-seconds`` while
+    everything else is served as usual; a second signal (or SIGINT) ends the drain at once.
+    """
+    from supervisor.service import SERVICE
+
     loop = asyncio.get_running_loop()
     _quiet_accept_errors(loop)
     stop = asyncio.Event()
+    signals: asyncio.Queue[int] = asyncio.Queue()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+
+    async def drain() -> None:
+        first = await signals.get()
+        service = app[SERVICE]
+        service.draining = True
+        if first == signal.SIGTERM and settings.drain_seconds > 0:
+            log.info("SIGTERM: /ready answers 503; still serving for %gs", settings.drain_seconds)
+            try:
+                await asyncio.wait_for(signals.get(), settings.drain_seconds)
+                log.info("second signal: shutting down now")
+            except asyncio.TimeoutError:
+                pass
+        stop.set()
+
+    drainer = asyncio.create_task(drain())
     cap = connection_cap(settings.max_connections)
     runner = Runner(
         app,
         max_connections=cap,
         handle_signals=False,
         access_log_format='%a "%r" %s %b %Tfs',
+        **({"access_log_class": access_log_class} if access_log_class else {}),
         keepalive_timeout=settings.header_timeout,
         shutdown_timeout=shutdown_timeout,
     )
@@ -174,8 +221,9 @@ async def serve(app: web.Application, settings: Settings, shutdown_timeout: floa
         await stop.wait()
         log.info("shutting down: finishing requests in flight (up to %.0fs)", shutdown_timeout)
     finally:
+        drainer.cancel()
         await runner.cleanup()
 
 
-def run(app: web.Application, settings: Settings) -> None:
-    asyncio.run(serve(app, settings))
+def run(app: web.Application, settings: Settings, access_log_class: Any = None) -> None:
+    asyncio.run(serve(app, settings, access_log_class=access_log_class))

@@ -57,6 +57,7 @@ class Service:
         self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
         self.gpu_memory_return_s: list[float] = []  # after each CUDA engine kill (NVML)
         self.closing = False
+        self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
         # forks the engines (tens of ms instead of a second of imports); spawns while it is down
         self.zygote = Zygote(log_level=settings.log_level, boot_timeout=settings.boot_timeout)
         for model in settings.models:

@@ -45,6 +45,7 @@ class Settings:
     body_timeout: float = 120.0
     keepalive_timeout: float = 75.0
     max_connections: int = 512
+    drain_seconds: float = 0.0  # on SIGTERM: serve on with /ready at 503 this long, then shut down
     log_level: str = "INFO"
     api_key: str | None = None  # when set, every route but /health and the page needs it
     cors_origins: list[str] = field(default_factory=list)

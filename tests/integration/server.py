@@ -44,11 +44,34 @@ def child_pids(pid: int) -> list[int]:
     return [int(x) for x in raw.split()]
 
 
-def is_zygote(pid: int) -> bool:
-    try:
-        return b"engine.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+def descendants(pid: int) -> set[int]:
+    """Live processes below ``pid`` (children of every thread, recursively), but multiprocess's
+    resource tracker: engines, and engines forked by a zygote."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                raw = Path(f"/proc/{parent}/task/{tid}/children").read_text()
+            except OSError:
+                continue
+            for child in map(int, raw.split()):
+                if child in found:
+                    continue
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"resource_tracker" in cmdline or not pid_alive(child):
+                    continue
+                found.add(child)
+                stack.append(child)
+    return found
 
 
 def pid_alive(pid: int) -> bool:
@@ -87,16 +110,9 @@ class Server:
             raise RuntimeError(f"server not up in {timeout}s")
 
     def engine_pids(self) -> list[int]:
-        """The server's children, with its zygote replaced by the engines forked there."""
-        pids = []
-        for pid in child_pids(self.pid):
-            self._engines.add(pid)  # the zygote too: remembered for cleanup
-            pids.extend(child_pids(pid) if is_zygote(pid) else [pid])
+        pids = sorted(descendants(self.pid))
         self._engines.update(pids)
         return pids
-
-    def zygote_pid(self) -> int | None:
-        return next((pid for pid in child_pids(self.pid) if is_zygote(pid)), None)
 
     def output(self) -> str:
         self.log.seek(0)

@@ -226,7 +226,7 @@ async def test_metrics(server: Server) -> None:
     # no label explosion: routes are the app's routes or "unmatched", never raw paths
     routes = {lab["route"] for n, lab, _ in samples if "route" in lab}
     assert routes <= {"/", "/health", "/ocr", "/metrics", "/gpu/status", "/gpu/offload", "/gpu/release",
-                      "/gpu/stop", "/static", "unmatched"}, routes  # fmt: skip
+                      "/gpu/stop", "/gpu/load", "/static/{path}", "unmatched"}, routes  # fmt: skip
 
 
 async def test_metrics_follow_a_release(server: Server) -> None:
