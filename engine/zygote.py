@@ -185,7 +185,14 @@ class Zygote:
         ours, theirs = socket.socketpair()  # the engine's duplex pipe, as multiprocessing's Pipe makes it
         err_r, err_w = os.pipe()
         zygote_pid = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            os.close(err_r)
+            os.close(err_w)
+            raise
         if pid == 0:  # the engine; never returns
             ours.close()
             os.close(err_r)
