@@ -1,17 +1,20 @@
 """Every model transition, timed on a real engine process from the supervisor's side:
 
     python bench/lifecycle.py [--model ppocr|synthetic] [--synthetic-gb N] [--device cpu|cuda|auto]
-                              [--repeat K] [--json]
+                              [--repeat K] [--no-zygote] [--json]
 
 One round, each step timed with ``time.perf_counter`` around the awaits of ``EngineHandle``:
 
-    cold_load          no engine, nothing loaded -> resident   (spawn + Load: checkpoint -> shm -> bind)
+    cold_load          no engine, nothing loaded -> resident   (new engine + Load: checkpoint -> shm -> bind)
     infer              one rendered text image (after one untimed warm-up inference)
     offload            resident -> cached                       (live engine)
     restore            cached -> resident                       (live engine)
     stop               kill the engine; the segment stays
-    respawn_restore    no engine, weights cached -> resident    (spawn + Restore)
+    respawn_restore    no engine, weights cached -> resident    (new engine + Restore)
     release            kill the engine and unlink the segment
+
+New engines are forked from the zygote, started once before any timing as the service starts it at
+boot (``--no-zygote``: spawned, each importing torch itself).
 
 With ``--repeat K`` every figure is the median of K rounds. ``--json`` ends with one JSON line.
 Checkpoint preparation (the synthetic file, the ppocr conversion) happens once, before any timing.
@@ -39,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 from bench.sample import text_png  # noqa: E402
 from ipc import protocol as p  # noqa: E402
 from ipc.weights import segment_name, unlink_segment  # noqa: E402
-from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle  # noqa: E402
+from supervisor.children import private_rss_bytes  # noqa: E402
+from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle, Launcher, spawn_launcher  # noqa: E402
+from supervisor.zygote import Zygote  # noqa: E402
 
 STEPS = ["cold_load", "infer", "offload", "restore", "stop", "respawn_restore", "release"]
 TEXT = "Invoice 2024-0517 total 44.96 EUR"
@@ -73,8 +78,9 @@ async def timed(awaitable: Awaitable[T]) -> tuple[float, T]:
 class Round:
     """One pass through every transition; ``engine`` and ``segment`` are cleaned up by the caller."""
 
-    def __init__(self, model: str, device: str, options: dict[str, Any], segment: str) -> None:
+    def __init__(self, model: str, device: str, options: dict[str, Any], segment: str, launcher: Launcher) -> None:
         self.model, self.device, self.options, self.segment = model, device, options, segment
+        self.launcher = launcher
         self.engine: EngineHandle | None = None
         self.times: dict[str, float] = {}
         self.info: dict[str, Any] = {}
@@ -85,8 +91,10 @@ class Round:
 
     async def _spawn_and(self, msg: p.Message) -> dict[str, Any]:
         # the handle is kept before spawn returns, so that a failure midway is still killed
-        self.engine = EngineHandle(log_level="WARNING")
+        self.engine = EngineHandle(log_level="WARNING", launcher=self.launcher)
         await self.engine.spawn()
+        if "engine_idle_private_rss_bytes" not in self.info:  # the first engine, before its load
+            self.info["engine_idle_private_rss_bytes"] = private_rss_bytes(self.engine.pid or 0)
         return await self.ask(msg)
 
     async def run(self, image: bytes) -> None:
@@ -98,6 +106,7 @@ class Round:
         t["first_infer"], _ = await timed(self.ask(p.Infer(0, m, {}, image)))  # warm-up
         t["infer"], result = await timed(self.ask(p.Infer(0, m, {}, image)))
         self.info["text"] = result.get("text", "")
+        self.info["engine_private_rss_bytes"] = private_rss_bytes(self.engine.pid or 0)  # type: ignore[union-attr]
         t["offload"], _ = await timed(self.ask(p.Offload(0, m)))
         t["restore"], _ = await timed(self.ask(p.Restore(0, m, seg, dev, opts)))
         t["stop"], _ = await timed(self.engine.kill())  # type: ignore[union-attr]
@@ -110,38 +119,50 @@ class Round:
         unlink_segment(self.segment)
 
 
-async def bench(model: str, device: str, options: dict[str, Any], repeat: int, image: bytes) -> dict[str, Any]:
+async def bench(model: str, device: str, options: dict[str, Any], repeat: int, image: bytes,
+                zygote: bool = True) -> dict[str, Any]:  # fmt: skip
     segment = segment_name(os.getpid(), model)
     rounds: list[Round] = []
+    forks = Zygote(log_level="WARNING")
+    launcher: Launcher = spawn_launcher
     try:
+        if zygote:
+            await forks.start()
+            launcher = forks.launch
         for _ in range(repeat):
-            rounds.append(Round(model, device, options, segment))
+            rounds.append(Round(model, device, options, segment, launcher))
             await rounds[-1].run(image)
-    finally:  # on any exit (an error, Ctrl-C, SIGTERM): no engine and no segment left behind
+    finally:  # on any exit (an error, Ctrl-C, SIGTERM): no engine, no zygote and no segment left behind
         if rounds and rounds[-1].engine is not None:
             await rounds[-1].engine.kill()
+        await forks.close()
         unlink_segment(segment)
-    out: dict[str, Any] = {"model": model, **{k: rounds[0].info[k] for k in ("device", "weights_bytes")}}
+    out: dict[str, Any] = {"model": model, "zygote": zygote and forks.fallback_spawns == 0,
+                           **{k: rounds[0].info[k] for k in ("device", "weights_bytes")}}  # fmt: skip
     for step in [*STEPS, "first_infer"]:
         out[f"{step}_s"] = statistics.median(r.times[step] for r in rounds)
     out["spread_s"] = {step: [min(r.times[step] for r in rounds), max(r.times[step] for r in rounds)]
                        for step in STEPS}  # fmt: skip
     out.update(repeat=repeat, options=options, text=rounds[0].info["text"],
                engine_load_s=statistics.median(r.info["engine_load_s"] for r in rounds),
-               engine_store_s=statistics.median(r.info["engine_store_s"] for r in rounds))  # fmt: skip
+               engine_store_s=statistics.median(r.info["engine_store_s"] for r in rounds),
+               engine_idle_private_rss_bytes=statistics.median(r.info["engine_idle_private_rss_bytes"] for r in rounds),
+               engine_private_rss_bytes=statistics.median(r.info["engine_private_rss_bytes"] for r in rounds))  # fmt: skip
     return out
 
 
-async def main_async(model: str, device: str, options: dict[str, Any], repeat: int) -> dict[str, Any]:
+async def main_async(model: str, device: str, options: dict[str, Any], repeat: int, zygote: bool) -> dict[str, Any]:
     # SIGTERM cancels the run like Ctrl-C does, so the finally clauses still clean up
-    task = asyncio.ensure_future(bench(model, device, options, repeat, text_png(TEXT)))
+    task = asyncio.ensure_future(bench(model, device, options, repeat, text_png(TEXT), zygote))
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     return await task
 
 
 def print_table(r: dict[str, Any]) -> None:
     gb = r["weights_bytes"] / 1e9
-    print(f"model {r['model']} ({gb:.3f} GB of weights) on {r['device']}, median of {r['repeat']} round(s)")
+    how = "forked from the zygote" if r["zygote"] else "spawned"
+    print(f"model {r['model']} ({gb:.3f} GB of weights) on {r['device']}, engines {how}, "
+          f"median of {r['repeat']} round(s)")  # fmt: skip
     print(f"  inference read: {r['text']!r}")
     print(f"  {'transition':<18}{'median s':>10}{'min s':>10}{'max s':>10}")
     for step in STEPS:
@@ -151,6 +172,10 @@ def print_table(r: dict[str, Any]) -> None:
         f"  (first inference after load {r['first_infer_s']:.4f} s; the engine's own load "
         f"{r['engine_load_s']:.4f} s, of which checkpoint -> shared memory {r['engine_store_s']:.4f} s)"
     )
+    print(
+        f"  engine private memory: {r['engine_idle_private_rss_bytes'] / 2**20:.0f} MiB new, "
+        f"{r['engine_private_rss_bytes'] / 2**20:.0f} MiB resident after a result"
+    )
 
 
 def main() -> None:
@@ -159,6 +184,7 @@ def main() -> None:
     ap.add_argument("--synthetic-gb", type=float, help="use the synthetic model with N GB of weights")
     ap.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-zygote", action="store_true", help="spawn every engine instead of forking it")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     args = ap.parse_args()
 
@@ -178,7 +204,7 @@ def main() -> None:
             sys.exit(f"cannot write the synthetic weights into {cache}: {error}")
 
     try:
-        result = asyncio.run(main_async(model, args.device, options, max(args.repeat, 1)))
+        result = asyncio.run(main_async(model, args.device, options, max(args.repeat, 1), not args.no_zygote))
     except (EngineFailure, EngineDead) as exc:
         sys.exit(f"the engine failed: {exc}")
     except (asyncio.CancelledError, KeyboardInterrupt):

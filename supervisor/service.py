@@ -22,6 +22,7 @@ from supervisor.device_room import DeviceRoom
 from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics
 from supervisor.settings import Settings
+from supervisor.zygote import Zygote
 
 log = logging.getLogger("dsocr.supervisor")
 
@@ -58,11 +59,14 @@ class Service:
         self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
         self.preloading: set[str] = set()  # models --preload is loading: /ready waits for them
         self._preload_tasks: list[asyncio.Task[None]] = []
+        # forks the engines (tens of ms instead of a second of imports); spawns while it is down
+        self.zygote = Zygote(log_level=settings.log_level, boot_timeout=settings.boot_timeout)
         for model in settings.models:
             self.lifecycles[model] = ModelLifecycle(
                 model,
                 settings,
                 self.device,
+                launcher=self.zygote.launch,
                 make_room=self.room.make_room,
                 registry=self.children,
                 on_engine_killed=self._wait_gpu_memory_back,
@@ -87,6 +91,10 @@ class Service:
         log.info("%s: GPU memory of engine %d back in %.3fs", model, pid, seconds)
 
     def start(self) -> None:
+        try:
+            self.zygote.start_nowait(self.children)
+        except OSError as exc:  # engines are spawned instead
+            log.error("cannot start the zygote: %s", exc)
         for lifecycle in self.lifecycles.values():
             lifecycle.start()
         if self.settings.preload:
@@ -108,6 +116,7 @@ class Service:
         for task in self._preload_tasks:
             task.cancel()
         await asyncio.gather(*(lc.close() for lc in self.lifecycles.values()))
+        await self.zygote.close()
 
     @property
     def default_model(self) -> str:
@@ -125,7 +134,7 @@ class Service:
         current = self.current_pids()
         children = [self.children.describe(c.pid) for c in self.children.all()]
         unowned = [c for c in children if c["role"] == "engine" and c["pid"] not in current]
-        return {"children": children, "unowned_children": unowned}
+        return {"children": children, "unowned_children": unowned, "zygote": self.zygote.status()}
 
 
 SERVICE = web.AppKey("service", Service)
