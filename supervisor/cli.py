@@ -150,10 +150,15 @@ def main() -> None:
     metavar="MODEL.KEY=VALUE",
     help="An option for one model's adapter, e.g. synthetic.gb=2 (repeatable).",
 )
+@click.option(
+    "--allow-remote-images",
+    is_flag=True,
+    help="Fetch http(s) image URLs given to /v1 routes (size and time bounded; never private addresses).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], allow_remote_images: bool, log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from supervisor import server
     from supervisor.app import make_app
@@ -169,7 +174,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
         engine_threads=engine_threads, max_batch=max_batch, max_load_failures=max_load_failures,
         max_pdf_megapixels=max_pdf_megapixels, max_connections=max_connections,
-        header_timeout=header_timeout, body_timeout=body_timeout,
+        header_timeout=header_timeout, body_timeout=body_timeout, allow_remote_images=allow_remote_images,
     )  # fmt: skip
     try:
         app = make_app(settings)

@@ -231,3 +231,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/ocr", ocr)
     if WEB_DIR.is_dir():
         app.router.add_static("/static/", WEB_DIR, show_index=False)
+    from supervisor.client_routes import add_client_routes  # imports this module: here, not at the top
+
+    add_client_routes(app)
