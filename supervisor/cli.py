@@ -290,6 +290,23 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@click.option("--url", default=None, help="Use the dsocr server at this address (default: run the models here).")
+@click.option("--model", "models", multiple=True, default=lambda: [os.environ.get("DSOCR_MODEL", "ppocr")],
+              show_default="ppocr or $DSOCR_MODEL", help="Without --url: the models to serve (repeatable).")  # fmt: skip
+@click.option("--device", default=lambda: os.environ.get("DSOCR_DEVICE", "auto"), show_default="auto",
+              help="Without --url: auto | cpu | cuda | cuda:N.")  # fmt: skip
+@click.option("--idle-timeout", type=float, default=lambda: env_float("GPU_IDLE_TIMEOUT", 60.0),
+              show_default="60 or $GPU_IDLE_TIMEOUT", help="Without --url: idle seconds before an offload.")  # fmt: skip
+def mcp(url: str | None, models: tuple[str, ...], device: str, idle_timeout: float) -> None:
+    """Run a Model Context Protocol server on stdio (tools: ocr, gpu_status, gpu_offload, gpu_release)."""
+    from supervisor import mcp_server
+
+    # stdout carries the protocol: logs go to stderr
+    logging.basicConfig(level="WARNING", stream=sys.stderr, format="%(asctime)s dsocr-mcp %(levelname)s %(message)s")
+    mcp_server.run(url, Settings(models=list(models), device=device, idle_timeout=idle_timeout))
+
+
 NO_GPU_EXIT = 3
 
 
