@@ -14,8 +14,8 @@ import asyncio
 import base64
 import binascii
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -115,7 +115,8 @@ class LocalBackend:
             "models": [
                 {"model": lc.model, "state": lc.state.value, "model_location": lc.model_location,
                  "device": service.device, "idle_time": round(lc.idle_time, 3),
-                 "shared_memory_bytes": lc.shared_memory_bytes, "queue_depth": lc.queue_depth}
+                 "shared_memory_bytes": lc.shared_memory_bytes, "queue_depth": lc.queue_depth,
+                 "engine_pid": lc.engine.pid if lc.engine_alive and lc.engine is not None else None}
                 for lc in service.lifecycles.values()
             ]
         }  # fmt: skip
@@ -158,6 +159,24 @@ def read_document(path: str | None, data_base64: str | None, limit: int) -> tupl
         raise ValueError("'data_base64' is not valid base64") from None
 
 
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Expected failures reach the client with their message (the SDK hides any other's text)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from supervisor.errors import http_status
+
+    try:
+        yield
+    except Exception as exc:
+        status, message, _ = http_status(exc)  # our exceptions: the message /ocr would give
+        if status == 500:
+            if not isinstance(exc, (ValueError, RuntimeError, OSError)):
+                raise
+            message = str(exc)  # a bad argument, a server that answered an error
+        raise ToolError(message) from exc
+
+
 def build_server(backend: Backend, max_bytes: int) -> Any:
     from mcp.server.mcpserver import MCPServer
 
@@ -182,28 +201,32 @@ def build_server(backend: Backend, max_bytes: int) -> Any:
         """Read the text of an image or PDF. Give `path` (a local file) or `data_base64` (the file's
         bytes in base64). `prompt_type`: ocr (default), free, document; deepseek-ocr-2 also figure,
         describe, find (with `find_term`), freeform (with `custom_prompt`). `model`: default the first."""
-        data, filename = read_document(path, data_base64, max_bytes)
-        fields = {"prompt_type": prompt_type}
-        for key, value in (("model", model), ("find_term", find_term), ("custom_prompt", custom_prompt)):
-            if value:
-                fields[key] = value
-        result = await backend.ocr(data, filename, fields)
+        with tool_errors():
+            data, filename = read_document(path, data_base64, max_bytes)
+            fields = {"prompt_type": prompt_type}
+            for key, value in (("model", model), ("find_term", find_term), ("custom_prompt", custom_prompt)):
+                if value:
+                    fields[key] = value
+            result = await backend.ocr(data, filename, fields)
         return str(result.get("text", ""))
 
     @mcp.tool()
     async def gpu_status() -> dict[str, Any]:
         """Each model's state (unloaded, cached, resident...), device, idle time and memory."""
-        return await backend.status()
+        with tool_errors():
+            return await backend.status()
 
     @mcp.tool()
     async def gpu_offload(model: str | None = None) -> dict[str, Any]:
         """Move models off the GPU (weights stay cached in shared memory); default all models."""
-        return await backend.control("offload", model)
+        with tool_errors():
+            return await backend.control("offload", model)
 
     @mcp.tool()
     async def gpu_release(model: str | None = None) -> dict[str, Any]:
         """Stop the engines and free the shared memory of models; default all models."""
-        return await backend.control("release", model)
+        with tool_errors():
+            return await backend.control("release", model)
 
     return mcp
 
