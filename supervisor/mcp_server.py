@@ -232,5 +232,9 @@ def build_server(backend: Backend, max_bytes: int) -> Any:
 
 
 def run(url: str | None, settings: Settings) -> None:
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise SystemExit("dsocr mcp needs the MCP SDK: pip install 'dsocr[mcp]' (or mcp>=2.3)") from None
     backend: Backend = HttpBackend(url) if url else LocalBackend(settings)
     build_server(backend, settings.max_upload_bytes).run("stdio")
