@@ -26,7 +26,15 @@ async def docs(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(DOCS_DIR / "index.html", headers={"Content-Type": "text/html; charset=utf-8"})
 
 
+async def docs_file(request: web.Request) -> web.StreamResponse:
+    """A file of ``docs_ui/``; a missing one is a JSON 404 like every other error."""
+    path = (DOCS_DIR / request.match_info["file"]).resolve()
+    if path.parent != DOCS_DIR.resolve() or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 def add_openapi_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/docs", docs)
-    app.router.add_static("/docs/", DOCS_DIR, show_index=False)
+    app.router.add_get("/docs/{file}", docs_file)
