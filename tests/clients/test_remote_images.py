@@ -11,8 +11,9 @@ import openai
 import pytest
 from openai import OpenAI
 
+from supervisor import image_urls
 from supervisor.errors import ClientError
-from supervisor.image_urls import check_public, decode_data_url
+from supervisor.image_urls import check_public, decode_data_url, fetch_remote
 from tests.integration.server import render_text, running_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,6 +28,12 @@ def image_host() -> Iterator[tuple[int, list[str]]]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
+            if self.path != "/page.png":
+                self.send_response(302 if self.path == "/moved" else 404)
+                self.send_header("Location", "/page.png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.send_header("Content-Length", str(len(png)))
@@ -80,3 +87,17 @@ def test_data_urls() -> None:
         with pytest.raises(ClientError) as caught:
             decode_data_url(bad, 100)
         assert caught.value.status == status, bad
+
+
+async def test_a_fetch_is_bounded_and_follows_no_redirect(image_host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetch itself, with the address rule lifted (only public hosts pass it, none is reachable here)."""
+    port, asked = image_host
+    monkeypatch.setattr(image_urls, "check_public", lambda address: None)
+    png = render_text()
+    assert await fetch_remote(f"http://127.0.0.1:{port}/page.png", limit=len(png)) == png
+    for path, status, words in (("/page.png", 413, "exceeds the limit"), ("/moved", 400, "HTTP 302"),
+                                ("/missing", 400, "HTTP 404")):  # fmt: skip
+        with pytest.raises(ClientError) as caught:
+            await fetch_remote(f"http://127.0.0.1:{port}{path}", limit=len(png) - 1)
+        assert caught.value.status == status and words in caught.value.message, path
+    assert asked.count("/page.png") == 2  # the redirect was not followed
