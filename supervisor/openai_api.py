@@ -9,6 +9,7 @@ OpenAI's error object. Every request reaches the model through its owner task, l
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,7 @@ from supervisor.responses import json_response
 from supervisor.routes import admit, log_ocr, parse_keep_alive
 from supervisor.service import SERVICE, Service
 
+log = logging.getLogger("dsocr.supervisor.openai")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -51,7 +53,7 @@ def openai_errors(handler: Handler) -> Handler:
         except Exception as exc:
             status, message, headers = http_status(exc)
             if status == 500:
-                raise  # the error middleware logs it with its traceback
+                log.error("%s %s -> 500 [%s]", request.method, request.path, request.get("request_id"), exc_info=True)
             return json_response(error_body(status, message), status=status, headers=headers)
 
     return wrapped
