@@ -20,8 +20,9 @@ from supervisor.image_urls import load_url
 from supervisor.json_body import read_json
 from supervisor.openai_api import openai_errors, served_lifecycle
 from supervisor.pdf import is_pdf
+from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
-from supervisor.routes import admit, log_ocr, parse_keep_alive
+from supervisor.routes import admit, parse_keep_alive
 from supervisor.service import SERVICE
 
 IMAGE_DPI = 72  # an image's pixels are its dimensions; Mistral reports the DPI it rendered at
@@ -96,7 +97,7 @@ async def ocr(request: web.Request) -> web.Response:
         _page(p.number - 1, p.result, p.width, p.height, dpi)
         async for p in read_pages(lc, service.settings, data, options, pages=pages, keep_alive=keep_alive)
     ]
-    log_ocr(lc.model, len(out), time.perf_counter() - t0, 200)
+    log_ocr(lc.model, len(out), time.perf_counter() - t0, 200, request["request_id"])
     return json_response({
         "pages": out,
         "model": lc.model,

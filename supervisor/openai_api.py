@@ -24,8 +24,9 @@ from supervisor.lifecycle import ModelLifecycle
 from supervisor.openai_prompts import options_for
 from supervisor.openai_shapes import PAGE_JOIN, ChatRequest, error_body, finish_reason, page_text, usage
 from supervisor.openai_stream import stream_completion
+from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
-from supervisor.routes import admit, log_ocr, parse_keep_alive
+from supervisor.routes import admit, parse_keep_alive
 from supervisor.service import SERVICE, Service
 
 log = logging.getLogger("dsocr.supervisor.openai")
@@ -174,7 +175,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     pages = [p async for p in read_pages(chat.lc, service.settings, chat.document, chat.options,
                                          keep_alive=chat.keep_alive)]  # fmt: skip
     results = [p.result for p in pages]
-    log_ocr(chat.lc.model, len(pages), time.perf_counter() - t0, 200)
+    log_ocr(chat.lc.model, len(pages), time.perf_counter() - t0, 200, request["request_id"])
     return json_response({
         "id": chat.id,
         "object": "chat.completion",

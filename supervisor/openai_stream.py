@@ -22,7 +22,8 @@ from aiohttp import web
 from supervisor.documents import PageResult, read_pages
 from supervisor.errors import http_status
 from supervisor.openai_shapes import PAGE_JOIN, ChatRequest, error_body, finish_reason, page_text, usage
-from supervisor.routes import log_ocr
+from supervisor.request_log import log_ocr
+from supervisor.security import SECURITY_HEADERS
 from supervisor.service import Service
 
 log = logging.getLogger("dsocr.supervisor.openai")
@@ -126,7 +127,7 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
                 await response.write(b"data: " + orjson.dumps(tail) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        log_ocr(chat.lc.model, len(results), time.perf_counter() - t0, 200)
+        log_ocr(chat.lc.model, len(results), time.perf_counter() - t0, 200, request["request_id"])
         return response
     finally:
         if not producer.done():
@@ -136,7 +137,10 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
 
 
 async def _start(request: web.Request, chat: ChatRequest) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    # the middlewares' headers come too late for a response already sent: set them here
+    headers = {**SECURITY_HEADERS, "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "X-Request-ID": request["request_id"]}  # fmt: skip
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     await response.write(_chunk(chat, {"role": "assistant", "content": ""}))
     return response

@@ -21,8 +21,9 @@ from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form
 from supervisor.pdf import PdfPages, is_pdf
+from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
-from supervisor.routes import OPTION_FIELDS, admit, lifecycle_for, log_ocr, parse_keep_alive
+from supervisor.routes import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
 from supervisor.service import SERVICE
 
 # the upstream UI's modes -> our prompt types
@@ -73,7 +74,7 @@ async def ocr_pdf(request: web.Request) -> web.Response:
         async for p in read_pages(lc, settings, form.data, options, keep_alive=keep_alive)
     ]  # fmt: skip
     seconds = time.perf_counter() - t0
-    log_ocr(lc.model, len(pages), seconds, 200)
+    log_ocr(lc.model, len(pages), seconds, 200, request["request_id"])
     return json_response({
         "success": True,
         "filename": form.filename,

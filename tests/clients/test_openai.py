@@ -54,6 +54,7 @@ def test_chat_completion_reads_a_base64_image_plain_and_streamed(server: Server,
     stream = client(server).chat.completions.create(
         model="ppocr", messages=messages, stream=True, stream_options={"include_usage": True}
     )
+    assert stream.response.headers["X-Request-ID"] and "Content-Security-Policy" in stream.response.headers
     chunks = list(stream)
     joined = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert joined == text
