@@ -31,12 +31,16 @@ class ChatRequest:
 
 
 def usage(results: list[dict[str, Any]]) -> dict[str, int]:
-    """OpenAI's token counts from the engine's; a model without tokens (ppocr, a CTC reader)
-    counts one completion token per character it read."""
+    """OpenAI's token counts, summed over pages, from the engine's (``usage`` in OpenAI's names, or
+    the older ``tokens``); a model without tokens (ppocr, a CTC reader) counts one completion token
+    per character it read."""
     prompt = completion = 0
     for result in results:
-        tokens = result.get("tokens")
-        if isinstance(tokens, dict):
+        counts, tokens = result.get("usage"), result.get("tokens")
+        if isinstance(counts, dict):
+            prompt += int(counts.get("prompt_tokens", 0))
+            completion += int(counts.get("completion_tokens", 0))
+        elif isinstance(tokens, dict):
             prompt += int(tokens.get("prompt", 0))
             completion += int(tokens.get("generated", 0))
         else:

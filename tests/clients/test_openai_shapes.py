@@ -59,4 +59,6 @@ def test_usage_and_finish_reason() -> None:
                 {"raw_text": "y", "tokens": {"prompt": 280, "generated": 4096}, "finish_reason": "length"}]  # fmt: skip
     assert usage(deepseek) == {"prompt_tokens": 580, "completion_tokens": 4108, "total_tokens": 4688}
     assert finish_reason(deepseek) == "length" and finish_reason(deepseek[:1]) == "stop"
+    openai_named = [{"raw_text": "x", "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}]
+    assert usage(openai_named) == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
     assert usage([{"text": "Ab c\nd"}]) == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 4}
