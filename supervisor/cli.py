@@ -234,10 +234,15 @@ class QuietAccessLog(AbstractAccessLogger):
     show_default="0 or $DSOCR_DRAIN_SECONDS",
     help="On SIGTERM, keep serving this long with /ready answering 503, then shut down gracefully.",
 )
+@click.option(
+    "--allow-remote-images",
+    is_flag=True,
+    help="Fetch http(s) image URLs given to /v1 routes (size and time bounded; never private addresses).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], preload: bool, drain_seconds: float, log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], preload: bool, drain_seconds: float, allow_remote_images: bool, log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from supervisor import server
     from supervisor.app import make_app
@@ -257,6 +262,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         engine_threads=engine_threads, max_batch=max_batch, max_load_failures=max_load_failures,
         max_pdf_megapixels=max_pdf_megapixels, max_connections=max_connections,
         header_timeout=header_timeout, body_timeout=body_timeout, drain_seconds=drain_seconds, preload=preload,
+        allow_remote_images=allow_remote_images,
     )  # fmt: skip
     try:
         app = make_app(settings)
@@ -441,6 +447,26 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
                 click.echo(f"==> {path} <==")
             click.echo(render(path, result, fmt))
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--url", default=None, help="Use the dsocr server at this address (default: run the models here).")
+@click.option("--model", "models", multiple=True, default=lambda: [os.environ.get("DSOCR_MODEL", "ppocr")],
+              show_default="ppocr or $DSOCR_MODEL", help="Without --url: the models to serve (repeatable).")  # fmt: skip
+@click.option("--device", default=lambda: os.environ.get("DSOCR_DEVICE", "auto"), show_default="auto",
+              help="Without --url: auto | cpu | cuda | cuda:N.")  # fmt: skip
+@click.option("--idle-timeout", type=float, default=lambda: env_float("GPU_IDLE_TIMEOUT", 60.0),
+              show_default="60 or $GPU_IDLE_TIMEOUT", help="Without --url: idle seconds before an offload.")  # fmt: skip
+def mcp(url: str | None, models: tuple[str, ...], device: str, idle_timeout: float) -> None:
+    """Run a Model Context Protocol server on stdio (tools: ocr, gpu_status, gpu_offload, gpu_release)."""
+    from supervisor import mcp_server
+
+    # stdout carries the protocol: logs go to stderr
+    logging.basicConfig(level="WARNING", stream=sys.stderr, format="%(asctime)s dsocr-mcp %(levelname)s %(message)s")
+    mcp_server.run(url, Settings(models=list(models), device=device, idle_timeout=idle_timeout))
+
+
+NO_GPU_EXIT = 3
 
 
 @main.command()

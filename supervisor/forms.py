@@ -116,3 +116,30 @@ async def _read_limited(part: Any, limit: int, message: str) -> bytes:
             raise ClientError(413, message)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# the upstream UI's modes -> our prompt types
+MODES = {
+    "doc": "document",
+    "ocr": "ocr",
+    "plain": "free",
+    "chart": "figure",
+    "image": "describe",
+    "find": "find",
+    "custom": "freeform",
+}
+
+
+def upstream_fields(fields: dict[str, str]) -> dict[str, str]:
+    """``fields`` with the upstream's ``mode`` and ``search_text`` turned into ``prompt_type`` and
+    ``find_term`` (our names win when both are given)."""
+    out = dict(fields)
+    mode = out.pop("mode", None)
+    if mode is not None and "prompt_type" not in out:
+        if mode not in MODES:
+            raise ClientError(400, f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+        out["prompt_type"] = MODES[mode]
+    search_text = out.pop("search_text", None)
+    if search_text is not None and "find_term" not in out:
+        out["find_term"] = search_text
+    return out

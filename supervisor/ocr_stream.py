@@ -1,5 +1,5 @@
 """``POST /ocr/stream``: ``/ocr`` answered as NDJSON, one line per page as it finishes, for the page's
-"page k of n" progress; and ``POST /pdf-to-images``, the upstream web UI's page thumbnails.
+"page k of n" progress (the page's thumbnails come from ``/pdf-to-images``, in ``upstream_api``).
 
 The stream takes the same multipart fields as ``/ocr``. Errors found before the first page (bad form,
 unknown model, broken PDF, limits) are the usual JSON error answers; once the stream has begun, an
@@ -10,22 +10,18 @@ Pages come from ``supervisor.documents.read_pages``, as for ``/ocr``: a PDF is r
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
-from PIL import Image
 
 from supervisor import routes
 from supervisor.documents import Event, PageResult, stream_pages
 from supervisor.errors import http_status
-from supervisor.forms import read_form
-from supervisor.pdf import is_pdf, render_pdf
-from supervisor.responses import json_response
+from supervisor.forms import read_form, upstream_fields
+from supervisor.request_log import log_ocr
 from supervisor.results import pdf_body, result_body
 from supervisor.security import SECURITY_HEADERS
 from supervisor.service import SERVICE
@@ -43,6 +39,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     routes.admit(routes.lifecycle_for(service, request.query.get("model")))
     form = await read_form(request, settings)
+    form.fields = upstream_fields(form.fields)
     lc = routes.lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in routes.OPTION_FIELDS if k in form.fields}
     options.setdefault("prompt_type", "ocr")
@@ -53,7 +50,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     try:
         first = await anext_or_none(events)
     except Exception as exc:
-        routes.log_ocr(lc.model, 0, time.monotonic() - started, http_status(exc)[0], request["request_id"])
+        log_ocr(lc.model, 0, time.monotonic() - started, http_status(exc)[0], request["request_id"])
         raise
     response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "application/x-ndjson",
                                            "Cache-Control": "no-store", "X-Request-ID": request["request_id"]})  # fmt: skip
@@ -89,7 +86,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
         body.pop("boxes", None)  # each page line had them already
         final = body
     except (ConnectionResetError, asyncio.CancelledError):
-        routes.log_ocr(lc.model, len(results), time.monotonic() - started, "client-gone", request["request_id"])
+        log_ocr(lc.model, len(results), time.monotonic() - started, "client-gone", request["request_id"])
         raise
     except Exception as exc:
         status, message, _ = http_status(exc)
@@ -97,7 +94,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
                  "request_id": request["request_id"]}  # fmt: skip
     finally:
         await events.aclose()
-    routes.log_ocr(lc.model, len(results), time.monotonic() - started, status, request["request_id"])
+    log_ocr(lc.model, len(results), time.monotonic() - started, status, request["request_id"])
     try:
         await response.write(_line(final))
         await response.write_eof()
@@ -113,29 +110,5 @@ async def anext_or_none(events: AsyncIterator[Event]) -> Event | None:
         return None
 
 
-def _png_data_url(ppm: bytes) -> str:
-    with Image.open(io.BytesIO(ppm)) as image:
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", optimize=False, compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-async def pdf_to_images(request: web.Request) -> web.Response:
-    """The upstream web UI's route: every page as a PNG data URL, with the same limits as ``/ocr``.
-
-    A minimal version for the page's thumbnails; the route's full version lives elsewhere.
-    """
-    settings = request.app[SERVICE].settings
-    data = (await read_form(request, settings)).data
-    if not is_pdf(data):
-        return json_response({"success": False, "error": "not a PDF"}, status=400)
-    pages = await asyncio.to_thread(render_pdf, data, settings.pdf_dpi, settings.max_pdf_pages)
-    urls = await asyncio.to_thread(lambda: [_png_data_url(page.ppm) for page in pages])
-    images = [{"data": url, "name": f"page_{page.number}.png", "width": page.width, "height": page.height,
-               "page_number": page.number} for page, url in zip(pages, urls)]  # fmt: skip
-    return json_response({"success": True, "images": images, "page_count": len(images)})
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/ocr/stream", ocr_stream)
-    app.router.add_post("/pdf-to-images", pdf_to_images)

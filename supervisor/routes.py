@@ -18,9 +18,10 @@ from ipc.catalog import model_info
 from supervisor import readiness
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
-from supervisor.forms import read_form
+from supervisor.forms import read_form, upstream_fields
 from supervisor.gpus import process_gpu_bytes
 from supervisor.lifecycle import ModelLifecycle, QueueFull
+from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
 from supervisor.results import pdf_body, result_body
 from supervisor.service import SERVICE, Service
@@ -178,6 +179,7 @@ async def ocr(request: web.Request) -> web.Response:
     # the queue is checked before a large body is read: a full server costs a client nothing
     admit(lifecycle_for(service, request.query.get("model")))
     form = await read_form(request, settings)
+    form.fields = upstream_fields(form.fields)  # the upstream web UI's `mode`, `search_text`
     lc = lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in OPTION_FIELDS if k in form.fields}
     options.setdefault("prompt_type", "ocr")
@@ -204,11 +206,6 @@ async def ocr(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def log_ocr(model: str, pages: int, seconds: float, status: int | str, request_id: str) -> None:
-    """The one INFO line per OCR request."""
-    log.info("ocr model=%s pages=%d seconds=%.2f status=%s [%s]", model, pages, seconds, status, request_id)
-
-
 async def index(request: web.Request) -> web.StreamResponse:
     page = WEB_DIR / "index.html"
     if not page.exists():
@@ -233,7 +230,7 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     from supervisor import ocr_stream  # it uses this module: imported here, not at the top
 
-    ocr_stream.add_routes(app)  # /ocr/stream (NDJSON per page), /pdf-to-images
+    ocr_stream.add_routes(app)  # /ocr/stream (NDJSON per page)
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
@@ -245,3 +242,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/gpu/load", gpu_load)
     app.router.add_post("/ocr", ocr)
     app.router.add_get("/static/{path:.+}", static)
+    from supervisor.client_routes import add_client_routes  # imports this module: here, not at the top
+
+    add_client_routes(app)

@@ -50,6 +50,7 @@ class Settings:
     log_level: str = "INFO"
     api_key: str | None = None  # when set, every route but /health and the page needs it
     cors_origins: list[str] = field(default_factory=list)
+    allow_remote_images: bool = False  # fetch http(s) image URLs in JSON requests (never private addresses)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,48 @@
+"""JSON request bodies (the OpenAI- and Mistral-shaped routes) read within the upload limits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from supervisor.errors import ClientError
+from supervisor.settings import Settings
+
+
+def body_limit(settings: Settings) -> int:
+    # base64 makes a file 4/3 larger; a little more for the rest of the JSON
+    return settings.max_upload_bytes * 4 // 3 + 64 * 1024
+
+
+async def read_json(request: web.Request, settings: Settings) -> dict[str, Any]:
+    """The JSON object in the body; 400 for anything else, 413 past the limit, 408 when too slow."""
+    limit = body_limit(settings)
+    if request.content_length is not None and request.content_length > limit:
+        raise ClientError(413, f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+    try:
+        raw = await asyncio.wait_for(_read(request, limit), settings.body_timeout)
+    except asyncio.TimeoutError:
+        raise ClientError(408, f"the request body took longer than {settings.body_timeout:g}s") from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ClientError(400, "the body must be a JSON object")
+    return body
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    try:
+        while chunk := await request.content.read(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ConnectionResetError:
+        raise ClientError(400, "the connection closed before the body was complete") from None
+    return b"".join(chunks)

@@ -1,0 +1,114 @@
+"""``/openapi.json`` holds every route (and only those), is valid OpenAPI 3.1, and a live server
+conforms to it under schemathesis; ``/docs`` shows it with the vendored Swagger UI under the CSP."""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import jsonschema
+import orjson
+import pytest
+from aiohttp import web
+
+from supervisor.app import make_app
+from supervisor.openapi import DOCS_DIR, SPEC
+from supervisor.security import CSP
+from supervisor.settings import Settings
+from tests.integration.server import Server, get_json
+from tests.integration.test_web_page import CHROMIUM, browser
+
+pytestmark = pytest.mark.timeout(300)
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def spec() -> dict:
+    return orjson.loads(SPEC.read_bytes())
+
+
+def served_routes() -> set[tuple[str, str]]:
+    """(method, path template) of every route of the application, but aiohttp's static folders."""
+    app = make_app(Settings(device="cpu"))
+    return {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and not isinstance(route.resource, web.StaticResource)
+    }
+
+
+def documented_routes() -> set[tuple[str, str]]:
+    return {(method, path) for path, item in spec()["paths"].items() for method in item if method in METHODS}
+
+
+def test_every_route_is_in_the_spec_and_every_operation_is_a_route() -> None:
+    routes, documented = served_routes(), documented_routes()
+    assert routes - documented == set()  # every route is described
+    assert documented - routes == set()  # and every description is a route
+
+
+def test_the_spec_is_openapi_3_1_with_valid_schemas_and_answers() -> None:
+    document = spec()
+    assert document["openapi"] == "3.1.0"
+    for schema in document["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)  # raises, naming what is wrong
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert operation["summary"] and operation["responses"], (method, path)
+            assert "200" in operation["responses"], (method, path)
+            if path != "/":
+                assert "4XX" in operation["responses"] and "5XX" in operation["responses"], (method, path)
+
+
+async def test_health_has_the_upstreams_types(server: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+        health = await get_json(session, f"{server.url}/health")
+    assert health["gpu_manager"] is True
+    assert health["platform"] == platform.system() == "Linux"
+    assert isinstance(health["idle_time"], float) and isinstance(health["timeout"], float)
+
+
+async def test_openapi_json_and_docs_are_served_from_the_package(server: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/openapi.json") as resp:
+            assert resp.status == 200 and resp.content_type == "application/json"
+            assert await resp.json() == spec()
+        async with session.get(f"{server.url}/docs") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert resp.headers["Content-Security-Policy"] == CSP  # the service's own, no exception
+            html = await resp.text()
+        assert "//" not in html.replace("<!DOCTYPE", "")  # no CDN, nothing from another host
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "init.js"):
+            assert f"/docs/{asset}" in html
+            async with session.get(f"{server.url}/docs/{asset}") as resp:
+                assert resp.status == 200 and resp.content_length == (DOCS_DIR / asset).stat().st_size
+    notes = (DOCS_DIR / "README.md").read_text()
+    assert "swagger-ui-dist 5.35.0" in notes and "Apache License 2.0" in notes
+    assert (DOCS_DIR / "LICENSE").read_text().startswith("\n                                 Apache License")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
+async def test_docs_renders_every_operation_in_a_browser_without_csp_errors(server: Server) -> None:
+    operations = sum(1 for item in spec()["paths"].values() for method in item if method in METHODS)
+    async with browser() as b:
+        await b.goto(f"{server.url}/docs")
+        await b.wait_for(f"document.querySelectorAll('.opblock').length === {operations}")
+        assert await b.js("document.querySelector('.info .title').textContent.startsWith('dsocr')")
+        assert b.errors == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("schemathesis") is None, reason="schemathesis needs Python >= 3.11")
+def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_spec(server: Server, tmp_path: Path) -> None:
+    not_here = [f"--exclude-path={path}" for _, path in documented_routes() - served_routes()]
+    run = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
+         "--phases", "examples,coverage,fuzzing", "--max-examples", "5", "--generation-deterministic",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance,response_headers_conformance",
+         "--request-timeout", "60", "--no-color", *not_here],
+        cwd=tmp_path, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
