@@ -19,8 +19,8 @@ from supervisor.app import make_app
 from supervisor.openapi import DOCS_DIR, SPEC
 from supervisor.security import CSP
 from supervisor.settings import Settings
+from tests.integration.browser import browser
 from tests.integration.server import Server, get_json
-from tests.integration.test_web_page import CHROMIUM, browser
 
 pytestmark = pytest.mark.timeout(300)
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -90,7 +90,6 @@ async def test_openapi_json_and_docs_are_served_from_the_package(server: Server)
     assert (DOCS_DIR / "LICENSE").read_text().startswith("\n                                 Apache License")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
 async def test_docs_renders_every_operation_in_a_browser_without_csp_errors(server: Server) -> None:
     operations = sum(1 for item in spec()["paths"].values() for method in item if method in METHODS)
     async with browser() as b:
