@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
 from .detect import boxes_from_prob, det_input
+from .layout import reading_order
 from .model import PPOCRModule
-from .recognize import crop_line, ctc_decode, rec_batches
+from .orientation import flips, page_axis, page_turn, probes, to_upright, upside_down
+from .recognize import crop_line, ctc_decode, rec_batches, sideways
 
 MIN_SCORE = 0.5  # PaddleOCR's drop_score: lines read with less confidence are left out
-ROW_GAP = 10  # PaddleOCR's pixels between tops that start a new row, at the least
+# Pages whose longest side is under this are enlarged to it (at most ``MAX_UPSCALE`` times): the
+# detector, trained on pages of about 960 pixels, merges and misses the lines of tiny renders.
+UPSCALE_BELOW = 480
+MAX_UPSCALE = 4.0
 
 
 @dataclass
@@ -20,36 +26,66 @@ class Line:
     text: str
     box: np.ndarray  # 4 x 2 int32, clockwise from top-left, image pixels
     score: float
+    block: int = 0  # reading-order block (paragraph or column piece), from 0
 
 
-def reading_order(boxes: list[np.ndarray]) -> list[int]:
-    """Indices of ``boxes`` top to bottom, left to right within a row.
-
-    Boxes whose tops are closer than half a typical line height (``ROW_GAP`` at the least) to the
-    one above share its row: PaddleOCR's rule, with the gap scaled for large text.
-    """
-    if not boxes:
-        return []
-    tops = np.array([box[0, 1] for box in boxes], dtype=np.float64)
-    lefts = np.array([box[0, 0] for box in boxes], dtype=np.float64)
-    heights = [np.linalg.norm(box[0] - box[3]) for box in boxes]
-    gap = max(ROW_GAP, 0.5 * float(np.median(heights)))
-    by_top = np.argsort(tops, kind="stable")
-    rows = np.concatenate([[0], np.cumsum(np.diff(tops[by_top]) >= gap)])
-    return by_top[np.lexsort((lefts[by_top], rows))].tolist()
+def upscale_factor(height: int, width: int) -> float:
+    longest = max(height, width)
+    return min(MAX_UPSCALE, UPSCALE_BELOW / longest) if longest < UPSCALE_BELOW else 1.0
 
 
-def read_lines(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) -> list[Line]:
-    """The text lines of an H x W x 3 uint8 RGB image, in reading order. Call in inference mode."""
-    image = np.ascontiguousarray(image_rgb[..., ::-1])  # PaddleOCR's models read BGR
-    pixels = torch.from_numpy(det_input(image)).to(device)
+def detect(module: PPOCRModule, image_bgr: np.ndarray, device: torch.device) -> list[tuple[np.ndarray, float]]:
+    """Line quads (image pixels) and their detection scores."""
+    pixels = torch.from_numpy(det_input(image_bgr)).to(device)
     prob = module.det(pixels).last_hidden_state[0, 0].cpu().numpy()
-    found = boxes_from_prob(prob, *image.shape[:2])
-    boxes = [found[i][0] for i in reading_order([box for box, _ in found])]
-    crops = [crop_line(image, box) for box in boxes]
+    return boxes_from_prob(prob, *image_bgr.shape[:2])
+
+
+def recognize(module: PPOCRModule, crops: list[np.ndarray], device: torch.device) -> list[tuple[str, float]]:
+    """(text, score) of each line crop."""
     results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
     for indices, batch in rec_batches(crops):
         probs = module.rec(torch.from_numpy(batch).to(device)).last_hidden_state.cpu().numpy()
         for index, line_probs in zip(indices, probs):
             results[index] = ctc_decode(line_probs, module.characters)
-    return [Line(text, box, score) for box, (text, score) in zip(boxes, results) if text.strip() and score >= MIN_SCORE]
+    return results
+
+
+@dataclass
+class Page:
+    lines: list[Line]
+    rotation: int  # degrees the page was turned clockwise from upright (and turned back to read)
+
+
+def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) -> Page:
+    """The text lines of an H x W x 3 uint8 RGB image, in reading order. Call in inference mode."""
+    image = np.ascontiguousarray(image_rgb[..., ::-1])  # PaddleOCR's models read BGR
+    height, width = image.shape[:2]
+    scale = upscale_factor(height, width)
+    if scale > 1:
+        size = (round(width * scale), round(height * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    boxes = [box for box, _ in detect(module, image, device)]
+    crops = [crop_line(image, box) for box in boxes]
+    turned = [sideways(box) for box in boxes]
+    lengths = [float(max(crop.shape[:2])) for crop in crops]
+    axis = page_axis(turned, lengths)
+    probe = probes(turned, lengths, axis)
+    both = recognize(module, [crops[i] for i in probe] + [np.rot90(crops[i], 2) for i in probe], device)
+    rotation = page_turn(axis, [score for _, score in both[: len(probe)]], [score for _, score in both[len(probe) :]])
+    across = [i for i, side in enumerate(turned) if side != axis]
+    flipped = [0.0] * len(crops)
+    for i, p in zip(across, upside_down(module, [crops[i] for i in across], device)):
+        flipped[i] = p
+    crops = [np.rot90(crop, 2) if flip else crop for crop, flip in zip(crops, flips(rotation, turned, flipped))]
+    texts = recognize(module, crops, device)
+    if scale > 1:  # back to the uploaded image's pixels
+        boxes = [np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32) for box in boxes]
+    kept = [i for i, (text, score) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
+    order, block = reading_order([to_upright(boxes[i], rotation, width, height) for i in kept])
+    lines = [Line(texts[kept[k]][0], boxes[kept[k]], texts[kept[k]][1], block[k]) for k in order]
+    return Page(lines, rotation)
+
+
+def read_lines(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) -> list[Line]:
+    return read_page(module, image_rgb, device).lines
