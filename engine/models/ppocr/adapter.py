@@ -12,6 +12,7 @@ import torch
 
 from ..base import ModelAdapter, Unsupported, WeightsUnavailable
 from .convert import convert
+from .memory import release_free_memory
 from .model import PPOCRModule, build_meta
 from .pipeline import Line, read_page
 
@@ -81,6 +82,7 @@ class PPOCRAdapter(ModelAdapter):
             )
         with torch.inference_mode():
             page = read_page(module, image, device)
+        release_free_memory()  # a page's freed tensors go back to the system, not to malloc's arenas
         lines = page.lines
         text = page_text(lines)
         return {
