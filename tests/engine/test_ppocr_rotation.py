@@ -8,13 +8,14 @@ import torch
 
 from engine.models.ppocr import PPOCRAdapter
 from engine.models.ppocr.model import PPOCRModule
-from engine.models.ppocr.orientation import to_upright
+from engine.models.ppocr.orientation import from_upright, to_upright
 from tests.engine.test_ppocr import INVOICE, adapter, load_rgb, module, read, render, weights  # noqa: F401
 from tests.engine.test_ppocr_layout import two_columns
 
 PAGES = {
     "invoice": lambda: render(INVOICE, "DejaVuSans.ttf"),
     "chinese": lambda: load_rgb("ppocr_chinese.png"),
+    "scanned": lambda: load_rgb("ppocr_page.png"),
     "two-columns": two_columns,
 }
 # A corner may move between the upright and the turned page's detections: the detector's input is
@@ -39,6 +40,7 @@ def test_to_upright_undoes_each_turn() -> None:
         quad = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]])
         back = to_upright(quad, degrees, rotated.shape[1], rotated.shape[0])
         assert back.tolist() == upright.tolist(), degrees
+        assert from_upright(upright, degrees, rotated.shape[1], rotated.shape[0]).tolist() == quad.tolist(), degrees
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
@@ -46,6 +48,7 @@ def test_to_upright_undoes_each_turn() -> None:
 def test_turned_page_reads_like_upright(adapter: PPOCRAdapter, module: PPOCRModule, page: str, degrees: int) -> None:
     image = PAGES[page]()
     upright = read(adapter, module, image)
+    assert upright["rotation"] == 0
     rotated = turned(image, degrees)
     result = read(adapter, module, rotated)
     assert result["rotation"] == degrees
@@ -59,10 +62,6 @@ def test_turned_page_reads_like_upright(adapter: PPOCRAdapter, module: PPOCRModu
         assert np.abs(back - reference_box).max() <= slack, (line, reference)
         label_box = [*np.min(line["box"], axis=0).tolist(), *np.max(line["box"], axis=0).tolist()]
         assert {"label": line["text"], "box": label_box} in result["boxes"]
-
-
-def test_upright_page_says_no_rotation(adapter: PPOCRAdapter, module: PPOCRModule) -> None:
-    assert read(adapter, module, load_rgb("ppocr_page.png"))["rotation"] == 0
 
 
 def test_classifier_matches_onnxruntime(module: PPOCRModule) -> None:

@@ -61,6 +61,27 @@ def page_turn(axis: bool, upright: list[float], reversed_: list[float]) -> int:
     return (90 if axis else 0) + (180 if flipped else 0)
 
 
+def from_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarray:
+    """A box of the upright page in the pixels of the uploaded (turned) ``width`` x ``height``
+    image, corners clockwise from its top-left: the inverse of ``to_upright``."""
+    x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
+    if page == 90:
+        points = np.stack([width - 1 - y, x], axis=1)
+    elif page == 180:
+        points = np.stack([width - 1 - x, height - 1 - y], axis=1)
+    elif page == 270:
+        points = np.stack([y, height - 1 - x], axis=1)
+    else:
+        points = np.stack([x, y], axis=1)
+    return _clockwise(points).astype(box.dtype)
+
+
+def _clockwise(points: np.ndarray) -> np.ndarray:
+    by_x = points[np.argsort(points[:, 0], kind="stable")]
+    (tl, bl), (tr, br) = (pair[np.argsort(pair[:, 1], kind="stable")] for pair in (by_x[:2], by_x[2:]))
+    return np.array([tl, tr, br, bl])
+
+
 def to_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarray:
     """A box of the uploaded (turned) image in the upright page's pixels, corners from top-left."""
     x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
@@ -72,6 +93,4 @@ def to_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarra
         points = np.stack([height - 1 - y, x], axis=1)
     else:
         points = np.stack([x, y], axis=1)
-    by_x = points[np.argsort(points[:, 0], kind="stable")]
-    (tl, bl), (tr, br) = (pair[np.argsort(pair[:, 1], kind="stable")] for pair in (by_x[:2], by_x[2:]))
-    return np.array([tl, tr, br, bl])
+    return _clockwise(points)

@@ -11,9 +11,11 @@ import torch
 from .detect import boxes_from_prob, det_input
 from .layout import reading_order
 from .model import PPOCRModule
-from .orientation import page_axis, page_turn, probes, to_upright, upside_down
+from .orientation import from_upright, page_axis, page_turn, probes, to_upright, upside_down
 from .recognize import crop_line, ctc_decode, rec_batches, sideways
 
+# cv2.rotate codes that turn a page turned clockwise by the key's degrees back upright
+UNDO_TURN = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 MIN_SCORE = 0.5  # PaddleOCR's drop_score: lines read with less confidence are left out
 # Pages whose longest side is under this are enlarged to it (at most ``MAX_UPSCALE`` times): the
 # detector, trained on pages of about 960 pixels, merges and misses the lines of tiny renders.
@@ -57,6 +59,25 @@ def recognize(module: PPOCRModule, crops: list[np.ndarray], device: torch.device
     return results
 
 
+def _read_crops(
+    module: PPOCRModule, crops: list[np.ndarray], turned: list[bool], device: torch.device
+) -> list[tuple[str, float]]:
+    """(text, score) of line crops of a page read upright: sideways lines (across the page's
+    lines) are turned as the line classifier says, the others read as cropped."""
+    across = [i for i, side in enumerate(turned) if side]
+    crops = list(crops)
+    for i, p in zip(across, upside_down(module, [crops[i] for i in across], device)):
+        crops[i] = np.rot90(crops[i], 2) if p >= 0.5 else crops[i]
+    return recognize(module, crops, device)
+
+
+def _read_upright(module: PPOCRModule, image: np.ndarray, device: torch.device):
+    """Boxes and (text, score) of the lines of an upright page."""
+    boxes = [box for box, _ in detect(module, image, device)]
+    crops = [crop_line(image, box) for box in boxes]
+    return boxes, _read_crops(module, crops, [sideways(box) for box in boxes], device)
+
+
 @dataclass
 class Page:
     lines: list[Line]
@@ -76,21 +97,26 @@ def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) 
     turned = [sideways(box) for box in boxes]
     lengths = [float(max(crop.shape[:2])) for crop in crops]
     axis = page_axis(turned, lengths)
-    # lines across the page's axis are turned as the classifier says; the others read as cropped
-    across = [i for i, side in enumerate(turned) if side != axis]
-    for i, p in zip(across, upside_down(module, [crops[i] for i in across], device)):
-        crops[i] = np.rot90(crops[i], 2) if p >= 0.5 else crops[i]
-    texts = recognize(module, crops, device)
-    # the longest lines read upside down too: the way the recognizer is surer of is the page's way
     probe = probes(turned, lengths, axis)
-    reversed_ = recognize(module, [np.rot90(crops[i], 2) for i in probe], device)
-    rotation = page_turn(axis, [texts[i][1] for i in probe], [score for _, score in reversed_])
-    if rotation in (180, 270):
-        for i, text in zip(probe, reversed_):
-            texts[i] = text
-        rest = [i for i, side in enumerate(turned) if side == axis and i not in probe]
-        for i, text in zip(rest, recognize(module, [np.rot90(crops[i], 2) for i in rest], device)):
-            texts[i] = text
+    if axis:
+        # A page turned a quarter: its longest lines read both ways say which quarter; then the
+        # page is turned upright and detected again (the detector misses lines of sideways pages).
+        both = recognize(module, [crops[i] for i in probe] + [np.rot90(crops[i], 2) for i in probe], device)
+        scores = [score for _, score in both]
+        rotation = page_turn(axis, scores[: len(probe)], scores[len(probe) :])
+        boxes, texts = _read_upright(module, cv2.rotate(image, UNDO_TURN[rotation]), device)
+        boxes = [from_upright(box, rotation, image.shape[1], image.shape[0]) for box in boxes]
+    else:
+        texts = _read_crops(module, crops, turned, device)
+        # the longest lines read upside down too: the way the recognizer is surer of is the page's
+        reversed_ = recognize(module, [np.rot90(crops[i], 2) for i in probe], device)
+        rotation = page_turn(axis, [texts[i][1] for i in probe], [score for _, score in reversed_])
+        if rotation == 180:
+            for i, text in zip(probe, reversed_):
+                texts[i] = text
+            rest = [i for i, side in enumerate(turned) if not side and i not in probe]
+            for i, text in zip(rest, recognize(module, [np.rot90(crops[i], 2) for i in rest], device)):
+                texts[i] = text
     if scale > 1:  # back to the uploaded image's pixels
         boxes = [np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32) for box in boxes]
     kept = [i for i, (text, score) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
