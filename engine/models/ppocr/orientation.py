@@ -5,7 +5,9 @@ counter-clockwise): when most of the line length is sideways, the page is turned
 Upright or upside down is decided by reading the longest lines both ways and keeping the way the
 recognizer is more confident of: rapidocr's line classifier (PaddleOCR's mobile v2.0, 0/180) called
 lines of the scanned test page upside down with probabilities up to 0.93, so it only decides the
-lines that run across the page's axis; every other line follows the page.
+lines that run across the page's axis; every other line follows the page. A page turned a quarter
+is then turned upright and detected again (``pipeline.read_page``): boxes come back to the uploaded
+image's pixels through ``from_upright``.
 """
 
 from __future__ import annotations
