@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from engine.models.base import Unsupported, WeightsUnavailable
 from engine.models.ppocr import PPOCRAdapter
 from engine.models.ppocr import adapter as adapter_module
+from engine.models.ppocr.layout import rows
 from engine.models.ppocr.model import PPOCRModule
-from engine.models.ppocr.pipeline import reading_order
 from engine.models.ppocr.recognize import ctc_decode
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -140,6 +140,7 @@ def test_reads_a_scanned_page_well(adapter: PPOCRAdapter, module: PPOCRModule) -
 def test_result_shape(adapter: PPOCRAdapter, module: PPOCRModule) -> None:
     result = read(adapter, module, render(SERIF, "DejaVuSerif.ttf"), prompt_type="document")
     assert [line["text"] for line in result["lines"]] == SERIF
+    assert [line["block"] for line in result["lines"]] == [0, 0, 0] and result["rotation"] == 0
     for line, box in zip(result["lines"], result["boxes"]):
         assert len(line["box"]) == 4 and all(isinstance(v, int) for point in line["box"] for v in point)
         assert 0.5 <= line["score"] <= 1.0
@@ -156,7 +157,7 @@ def test_other_prompt_types_are_unsupported(adapter: PPOCRAdapter, module: PPOCR
 
 def test_blank_image_reads_nothing(adapter: PPOCRAdapter, module: PPOCRModule) -> None:
     result = read(adapter, module, np.full((300, 400, 3), 255, dtype=np.uint8))
-    assert result == {"text": "", "raw_text": "", "lines": [], "boxes": []}
+    assert result == {"text": "", "raw_text": "", "lines": [], "rotation": 0, "boxes": []}
 
 
 def test_reading_order_puts_a_row_left_to_right() -> None:
@@ -164,7 +165,7 @@ def test_reading_order_puts_a_row_left_to_right() -> None:
         return np.array([[x, y], [x + 80, y], [x + 80, y + 30], [x, y + 30]])
 
     boxes = [box(300, 52), box(10, 100), box(10, 48), box(150, 50)]
-    assert reading_order(boxes) == [2, 3, 0, 1]
+    assert rows(boxes) == [2, 3, 0, 1]
 
 
 def test_ctc_keeps_repeats_a_blank_splits() -> None:

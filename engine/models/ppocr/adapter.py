@@ -12,13 +12,15 @@ import torch
 
 from ..base import ModelAdapter, Unsupported, WeightsUnavailable
 from .convert import convert
+from .memory import release_free_memory
 from .model import PPOCRModule, build_meta
-from .pipeline import read_lines
+from .pipeline import Line, read_page
 
 WEIGHTS_DIR = "ppocr-v6-small"
-WEIGHTS_FILE = "ppocr-v6-small.safetensors"
+WEIGHTS_FILE = "ppocr-v6-small-cls.safetensors"  # det + rec + the line orientation classifier
 DET_ONNX = "PP-OCRv6_det_small.onnx"
 REC_ONNX = "PP-OCRv6_rec_small.onnx"
+CLS_ONNX = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 INSTALL_HINT = "pip install --no-deps rapidocr==3.10.0"
 
 
@@ -28,10 +30,20 @@ def rapidocr_models_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WeightsUnavailable(f"the ppocr weights come from the rapidocr package: {INSTALL_HINT}")
     models = Path(next(iter(spec.submodule_search_locations))) / "models"
-    missing = [name for name in (DET_ONNX, REC_ONNX) if not (models / name).is_file()]
+    missing = [name for name in (DET_ONNX, REC_ONNX, CLS_ONNX) if not (models / name).is_file()]
     if missing:
         raise WeightsUnavailable(f"{', '.join(missing)} not in {models}: {INSTALL_HINT}")
     return models
+
+
+def page_text(lines: list[Line]) -> str:
+    """The lines one per row, with a blank line between blocks."""
+    parts: list[str] = []
+    for index, line in enumerate(lines):
+        if index and line.block != lines[index - 1].block:
+            parts.append("")
+        parts.append(line.text)
+    return "\n".join(parts)
 
 
 class PPOCRAdapter(ModelAdapter):
@@ -46,7 +58,7 @@ class PPOCRAdapter(ModelAdapter):
         path = self._cache_dir() / WEIGHTS_FILE
         if not path.is_file():
             models = rapidocr_models_dir()
-            convert(models / DET_ONNX, models / REC_ONNX, path)
+            convert(models / DET_ONNX, models / REC_ONNX, models / CLS_ONNX, path)
         return [path]
 
     def build_skeleton(self) -> torch.nn.Module:
@@ -69,12 +81,18 @@ class PPOCRAdapter(ModelAdapter):
                 f"it cannot do prompt type {prompt_type!r} (deepseek-ocr-2 has more)"
             )
         with torch.inference_mode():
-            lines = read_lines(module, image, device)
-        text = "\n".join(line.text for line in lines)
+            page = read_page(module, image, device)
+        release_free_memory()  # a page's freed tensors go back to the system, not to malloc's arenas
+        lines = page.lines
+        text = page_text(lines)
         return {
             "text": text,
             "raw_text": text,
-            "lines": [{"text": line.text, "box": line.box.tolist(), "score": line.score} for line in lines],
+            "lines": [
+                {"text": line.text, "box": line.box.tolist(), "score": line.score, "block": line.block}
+                for line in lines
+            ],
+            "rotation": page.rotation,
             "boxes": [
                 {"label": line.text, "box": [*line.box.min(axis=0).tolist(), *line.box.max(axis=0).tolist()]}
                 for line in lines

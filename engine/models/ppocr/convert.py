@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .classifier import classifier_state
 from .model import PPOCRModule
 from .onnx_graph import OnnxLayer, read_characters, read_layers
 
@@ -136,13 +137,14 @@ def pair(order: list[tuple[str, nn.Module]], layers: list[OnnxLayer]) -> dict[st
     return state
 
 
-def convert(det_onnx: Path, rec_onnx: Path, out: Path) -> None:
+def convert(det_onnx: Path, rec_onnx: Path, cls_onnx: Path, out: Path) -> None:
     """Write the safetensors file for ``PPOCRModule`` at ``out`` (atomically)."""
     module = PPOCRModule().eval()
     det_order = paddle_neck_order(execution_order(module.det, torch.zeros(1, 3, 64, 64)))
     rec_order = execution_order(module.rec, torch.zeros(1, 3, 48, 320))
     state = {f"det.{k}": v for k, v in pair(det_order, read_layers(det_onnx)).items()}
     state |= {f"rec.{k}": v for k, v in pair(rec_order, read_layers(rec_onnx)).items()}
+    state |= {f"cls.{k}": v for k, v in classifier_state(cls_onnx).items()}
     characters = [chr(0), *read_characters(rec_onnx), " "]  # blank first, space appended: as rapidocr
     state["charset"] = torch.tensor([ord(c) for c in characters], dtype=torch.int32)
     missing, unexpected = module.load_state_dict(state, strict=False)

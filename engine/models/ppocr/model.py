@@ -6,13 +6,14 @@ import torch
 from torch import nn
 from transformers import PPOCRV6SmallDetForObjectDetection, PPOCRV6SmallRecForTextRecognition
 
+from .classifier import LineOrientation
 from .config import NUM_CLASSES, REC_FINAL_NORM_EPS, det_config, rec_config
 
 BLANK = 0  # CTC blank: class 0, stored as code point 0 in ``charset``
 
 
 class PPOCRModule(nn.Module):
-    """``det`` finds text lines, ``rec`` reads them.
+    """``det`` finds text lines, ``cls`` tells upside-down ones, ``rec`` reads them.
 
     ``charset`` holds the code point of each recognition class, so the dictionary travels with the
     weights (through the engine's shared segment) instead of beside them.
@@ -22,6 +23,7 @@ class PPOCRModule(nn.Module):
         super().__init__()
         self.det = PPOCRV6SmallDetForObjectDetection(det_config())
         self.rec = PPOCRV6SmallRecForTextRecognition(rec_config())
+        self.cls = LineOrientation()
         # The graph's last encoder norm uses another eps than its blocks; the config holds one.
         self.rec.head.encoder.norm.eps = REC_FINAL_NORM_EPS
         self.register_buffer("charset", torch.zeros(NUM_CLASSES, dtype=torch.int32))

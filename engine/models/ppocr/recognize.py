@@ -19,6 +19,14 @@ MIN_WIDTH = 320
 BATCH = 6
 
 
+def sideways(box: np.ndarray) -> bool:
+    """A box much taller than wide: its crop is turned a quarter to read (see ``crop_line``)."""
+    points = box.astype(np.float32)
+    width = int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3])))
+    height = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
+    return height >= 1.5 * width
+
+
 def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The quad ``box`` warped to an upright rectangle; tall crops are turned to read sideways."""
     points = box.astype(np.float32)

@@ -1,0 +1,98 @@
+"""Which way a page is turned, from its line boxes, the recognizer and the line classifier.
+
+A line box much taller than wide is a line turned sideways (``crop_line`` turns its crop a quarter
+counter-clockwise): when most of the line length is sideways, the page is turned 90 or 270 degrees.
+Upright or upside down is decided by reading the longest lines both ways and keeping the way the
+recognizer is more confident of: rapidocr's line classifier (PaddleOCR's mobile v2.0, 0/180) called
+lines of the scanned test page upside down with probabilities up to 0.93, so it only decides the
+lines that run across the page's axis; every other line follows the page. A page turned a quarter
+is then turned upright and detected again (``pipeline.read_page``): boxes come back to the uploaded
+image's pixels through ``from_upright``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from .classifier import HEIGHT, WIDTH
+from .model import PPOCRModule
+
+BATCH = 16
+PROBES = 4  # lines read both ways up to decide between a page and the page turned by 180 degrees
+
+
+def _normalize(crop: np.ndarray) -> np.ndarray:
+    """PaddleOCR's classifier input: height 48, width up to 192 keeping the ratio, padded with 0."""
+    h, w = crop.shape[:2]
+    resized_w = min(WIDTH, math.ceil(HEIGHT * w / h))
+    resized = cv2.resize(crop, (resized_w, HEIGHT)).astype(np.float32)
+    padded = np.zeros((3, HEIGHT, WIDTH), dtype=np.float32)
+    padded[:, :, :resized_w] = (resized.transpose(2, 0, 1) / 255 - 0.5) / 0.5
+    return padded
+
+
+def upside_down(module: PPOCRModule, crops: list[np.ndarray], device: torch.device) -> list[float]:
+    """The classifier's probability that each crop is upside down."""
+    found: list[float] = []
+    for start in range(0, len(crops), BATCH):
+        batch = np.stack([_normalize(crop) for crop in crops[start : start + BATCH]])
+        found += module.cls(torch.from_numpy(batch).to(device))[:, 1].cpu().tolist()
+    return found
+
+
+def page_axis(sideways: list[bool], lengths: list[float]) -> bool:
+    """True when most of the page's line length runs top to bottom (a page turned 90 or 270)."""
+    across = sum(length for side, length in zip(sideways, lengths) if side)
+    return across > sum(lengths) - across
+
+
+def probes(sideways: list[bool], lengths: list[float], axis: bool) -> list[int]:
+    """The longest lines along the page's axis, whose reading in both directions decides the turn."""
+    along = [i for i, side in enumerate(sideways) if side == axis]
+    return sorted(along, key=lambda i: -lengths[i])[:PROBES]
+
+
+def page_turn(axis: bool, upright: list[float], reversed_: list[float]) -> int:
+    """Degrees the page is turned clockwise: 90 or 270 when its lines run top to bottom, 180 when the
+    probe lines read better upside down (the recognizer's mean confidences, each way)."""
+    flipped = sum(reversed_) > sum(upright)
+    return (90 if axis else 0) + (180 if flipped else 0)
+
+
+def from_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarray:
+    """A box of the upright page in the pixels of the uploaded (turned) ``width`` x ``height``
+    image, corners clockwise from its top-left: the inverse of ``to_upright``."""
+    x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
+    if page == 90:
+        points = np.stack([width - 1 - y, x], axis=1)
+    elif page == 180:
+        points = np.stack([width - 1 - x, height - 1 - y], axis=1)
+    elif page == 270:
+        points = np.stack([y, height - 1 - x], axis=1)
+    else:
+        points = np.stack([x, y], axis=1)
+    return _clockwise(points).astype(box.dtype)
+
+
+def _clockwise(points: np.ndarray) -> np.ndarray:
+    by_x = points[np.argsort(points[:, 0], kind="stable")]
+    (tl, bl), (tr, br) = (pair[np.argsort(pair[:, 1], kind="stable")] for pair in (by_x[:2], by_x[2:]))
+    return np.array([tl, tr, br, bl])
+
+
+def to_upright(box: np.ndarray, page: int, width: int, height: int) -> np.ndarray:
+    """A box of the uploaded (turned) image in the upright page's pixels, corners from top-left."""
+    x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
+    if page == 90:
+        points = np.stack([y, width - 1 - x], axis=1)
+    elif page == 180:
+        points = np.stack([width - 1 - x, height - 1 - y], axis=1)
+    elif page == 270:
+        points = np.stack([height - 1 - y, x], axis=1)
+    else:
+        points = np.stack([x, y], axis=1)
+    return _clockwise(points)
