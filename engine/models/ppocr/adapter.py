@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ipc.cache import cache_root
 
 from ..base import ModelAdapter, Unsupported, WeightsUnavailable
 from .convert import convert
@@ -51,8 +52,7 @@ class PPOCRAdapter(ModelAdapter):
     prompt_types = ("ocr", "free", "document")
 
     def _cache_dir(self) -> Path:
-        root = self.options.get("cache_dir") or os.environ.get("DSOCR_CACHE_DIR") or "~/.cache/dsocr"
-        return Path(root).expanduser() / WEIGHTS_DIR
+        return cache_root(self.options) / WEIGHTS_DIR
 
     def weight_files(self) -> list[Path]:
         path = self._cache_dir() / WEIGHTS_FILE
