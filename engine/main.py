@@ -32,6 +32,11 @@ _PARENT_POLL_S = 0.5
 # partial text is coalesced: at most one message per item per interval, each of bounded size
 PARTIAL_INTERVAL_S = 0.05
 PARTIAL_MAX_CHARS = 16 * 1024
+# OpenMP workers that wait by sleeping, not spinning: engines share the cores with each other and
+# with whatever else runs. `bench/omp_wait.py --busy 1` (2-core machine, one other busy process):
+# a 2-thread ppocr page 1.07 s passive against 2.67 s spinning, at a third of the CPU time; on an
+# idle machine passive costs about 7% (0.655 s against 0.609 s). $OMP_WAIT_POLICY still wins.
+OMP_WAIT_POLICY = "PASSIVE"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -202,6 +207,7 @@ class _PartialSender:
 
 def main(conn: Any, parent_pid: int, log_level: str = "INFO", threads: int | None = None) -> None:
     """Entry point in the spawned process; ``threads`` caps torch's CPU threads (before import)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)  # before torch loads OpenMP
     if threads:
         # several engines (models, a standby, other services) share the cores: torch's default of
         # one thread per core oversubscribes them, and its OpenMP workers then spin for seconds

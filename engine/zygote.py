@@ -35,6 +35,9 @@ import os
 # OpenBLAS starts its thread pool when numpy (or OpenCV) loads it: one thread, so that the zygote
 # holds no thread when it forks (a thread's locks would be copied held, the thread itself not)
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
+# read by OpenMP when torch loads it, and inherited by every engine forked from here: see
+# engine.main.OMP_WAIT_POLICY for why
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import ctypes

@@ -176,6 +176,8 @@ async def test_in_a_browser_read_boxes_offload_stop_release_unreachable(tmp_path
             await b.wait_for(TEXT_SHOWN, timeout=120)
             assert await b.js("document.getElementById('box-count').textContent") == "(1)"
             assert await b.js("document.getElementById('boxes-switch').hidden") is False
+            # the text comes with the page's line, the timing with the stream's last line
+            await b.wait_for("document.getElementById('timing').textContent.includes('Round trip')")
             timing = await b.js("document.getElementById('timing').textContent")
             assert "Round trip" in timing and "Engine" in timing and "361 × 96 px" in timing
             assert await b.js(BOXES_DRAWN)
