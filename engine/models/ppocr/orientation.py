@@ -12,34 +12,22 @@ image's pixels through ``from_upright``.
 
 from __future__ import annotations
 
-import math
-
-import cv2
 import numpy as np
 import torch
 
-from .classifier import HEIGHT, WIDTH
+from .classifier import WIDTH
 from .model import PPOCRModule
+from .recognize import normalize_line
 
 BATCH = 16
 PROBES = 4  # lines read both ways up to decide between a page and the page turned by 180 degrees
-
-
-def _normalize(crop: np.ndarray) -> np.ndarray:
-    """PaddleOCR's classifier input: height 48, width up to 192 keeping the ratio, padded with 0."""
-    h, w = crop.shape[:2]
-    resized_w = min(WIDTH, math.ceil(HEIGHT * w / h))
-    resized = cv2.resize(crop, (resized_w, HEIGHT)).astype(np.float32)
-    padded = np.zeros((3, HEIGHT, WIDTH), dtype=np.float32)
-    padded[:, :, :resized_w] = (resized.transpose(2, 0, 1) / 255 - 0.5) / 0.5
-    return padded
 
 
 def upside_down(module: PPOCRModule, crops: list[np.ndarray], device: torch.device) -> list[float]:
     """The classifier's probability that each crop is upside down."""
     found: list[float] = []
     for start in range(0, len(crops), BATCH):
-        batch = np.stack([_normalize(crop) for crop in crops[start : start + BATCH]])
+        batch = np.stack([normalize_line(crop, WIDTH) for crop in crops[start : start + BATCH]])
         found += module.cls(torch.from_numpy(batch).to(device))[:, 1].cpu().tolist()
     return found
 

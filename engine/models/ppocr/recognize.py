@@ -40,7 +40,9 @@ def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return crop
 
 
-def _normalize(crop: np.ndarray, width: int) -> np.ndarray:
+def normalize_line(crop: np.ndarray, width: int) -> np.ndarray:
+    """A text line at height 48, its width up to ``width`` keeping the ratio, scaled to [-1, 1] and
+    padded with 0: the input of both the recognizer and the line classifier (PaddleOCR's)."""
     h, w = crop.shape[:2]
     resized_w = min(width, math.ceil(HEIGHT * w / h))
     resized = cv2.resize(crop, (resized_w, HEIGHT)).astype(np.float32)
@@ -57,7 +59,7 @@ def rec_batches(crops: list[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray
         indices = order[start : start + BATCH]
         max_ratio = max([MIN_WIDTH / HEIGHT] + [ratios[i] for i in indices])
         width = int(HEIGHT * max_ratio)
-        yield indices, np.stack([_normalize(crops[i], width) for i in indices])
+        yield indices, np.stack([normalize_line(crops[i], width) for i in indices])
 
 
 def ctc_decode(probs: np.ndarray, characters: list[str]) -> tuple[str, float]:
