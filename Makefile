@@ -30,6 +30,8 @@ lint: $(STAMP)
 deploy-tools: $(CRD_SCHEMAS)
 	command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
 	command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
+	# start_gpu.sh and test_gpu_management.sh are linted by tests/integration/test_scripts.py
+	command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
 
 $(CRD_SCHEMAS): tests/deploy/node/package.json tests/deploy/node/package-lock.json
 	npm ci --prefix tests/deploy/node --no-audit --no-fund --loglevel=error
