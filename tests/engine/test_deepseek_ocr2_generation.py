@@ -19,6 +19,7 @@ from transformers import DeepseekOcr2ForConditionalGeneration, LogitsProcessor, 
 
 from engine.models.base import BadInput
 from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
+from engine.models.deepseek_ocr2.batch import PreparedRequest, token_groups
 from engine.models.deepseek_ocr2.ngram import NoRepeatNGram
 from engine.models.deepseek_ocr2.repetition import cut_repetition, periodic_rows, repeating_period
 from tests.tiny_deepseek import build_tiny
@@ -309,3 +310,30 @@ def test_periodic_tails_and_cuts() -> None:
     assert repeating_period([9, 1, 2, 3, 1, 2, 3, 1, 2, 3], run=6, max_period=4) == 3
     assert repeating_period([1, 2, 3, 4, 5, 6, 7, 8], run=4, max_period=4) is None
     assert cut_repetition([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3], 3) == [9, 8, 1, 2, 3]
+
+
+def test_token_budget_splits_a_batch_into_groups_that_fit() -> None:
+    def request(prompt: int, limit: int) -> PreparedRequest:
+        return PreparedRequest(None, torch.zeros(prompt, dtype=torch.long), None, None, limit, 90, 1, 1)  # type: ignore[arg-type]
+
+    reqs = [request(100, 100), request(100, 100), request(300, 100), request(50, 1000), request(10, 10)]
+    # two rows of 200 fit 400; the third widens every row to 400; the fourth alone is 1050
+    groups = token_groups(reqs, 400)
+    assert [(start, len(group)) for start, group in groups] == [(0, 2), (2, 1), (3, 1), (4, 1)]
+    assert token_groups(reqs, 10**9) == [(0, reqs)]
+    assert [len(g) for _, g in token_groups(reqs, 1)] == [1] * 5  # too large alone: runs alone
+
+
+def test_a_batch_over_the_token_budget_runs_in_groups_with_the_same_answers(tiny: Path) -> None:
+    adapter, module = load(tiny, max_new_tokens=24, max_batch_tokens=600)
+    requests = [(image, opts) for i, (image, opts) in enumerate(MIXED) if i != 6]  # 6 is a bad request
+    alone = [adapter.infer(module, image, opts, CPU) for image, opts in requests]
+    streamed: dict[int, list[str]] = {}
+    images, options = zip(*requests)
+    batch = adapter.infer_batch(
+        module, list(images), list(options), CPU, lambda i, t: streamed.setdefault(i, []).append(t)
+    )
+    prepared = [adapter.prepare(image, opts, 10**6) for image, opts in requests]
+    assert len(token_groups(prepared, 600)) > 1  # the budget really split this batch
+    assert batch == alone
+    assert all("".join(streamed[i]) == r["raw_text"] for i, r in enumerate(batch))

@@ -14,7 +14,9 @@ Adapter options (``--model-option deepseek-ocr-2.KEY=VALUE``):
   requests with ``source=pdf``), ``ngram_whitelist`` (comma-separated tokens, default
   ``<td>,</td>,<tr>,</tr>``: those the tokenizer has as single tokens);
 - ``repeat_run`` (1024; 0 turns the loop stop off), ``repeat_max_period`` (512), ``repeat_every`` (32);
-- ``max_prompt_tokens`` (1024): longest custom prompt; ``max_batch`` (8): requests per ``generate``.
+- ``max_prompt_tokens`` (1024): longest custom prompt; ``max_batch`` (8): requests per ``generate``;
+  ``max_batch_tokens`` (80000): the tokens of KV cache one ``generate`` may hold, rows x (longest
+  prompt + largest token limit); a batch over it runs as several (8 full pages fit by default).
 
 Request options: ``prompt_type``, ``find_term``, ``custom_prompt``, ``grounding``, ``max_tokens``,
 ``source`` (``image`` or ``pdf``: the n-gram window upstream uses for it).
@@ -34,7 +36,7 @@ from ipc.cache import cache_root
 
 from ..base import BadInput, ModelAdapter, PartialCallback
 from . import checkpoint
-from .batch import PreparedRequest, collate, int_option
+from .batch import PreparedRequest, collate, int_option, token_groups
 from .grounding import parse_grounding
 from .ngram import NoRepeatNGram
 from .prompts import MARKUP, PROMPT_TYPES, build_prompt
@@ -69,6 +71,7 @@ class DeepseekOcr2Adapter(ModelAdapter):
         self.repeat_every = int_option(opts, "repeat_every", 32, minimum=1)
         self.max_prompt_tokens = int_option(opts, "max_prompt_tokens", 1024, minimum=1)
         self.max_batch = int_option(opts, "max_batch", 8, minimum=1)
+        self.max_batch_tokens = int_option(opts, "max_batch_tokens", 80_000, minimum=1)
         self._folder: Path | None = None
         self._config: Any = None
         self.processor: Any = None  # loaded in after_bind, kept across offload/restore
@@ -221,15 +224,18 @@ class DeepseekOcr2Adapter(ModelAdapter):
                 rows.append(i)
             except Exception as exc:  # this request alone fails
                 results[i] = exc
-        if prepared:
-            partial = None if on_partial is None else (lambda row, text: on_partial(rows[row], text))
+        answers: list[dict[str, Any] | Exception] = []
+        for start, group in token_groups(prepared, self.max_batch_tokens):
+            partial = None
+            if on_partial is not None:
+                partial = lambda row, text, start=start: on_partial(rows[start + row], text)  # noqa: E731
             try:
-                answers: list[dict[str, Any] | Exception] = list(self._generate(module, prepared, device, partial))
-            except Exception as exc:  # the batch as a whole failed (out of memory...): every row says so
-                log.exception("deepseek-ocr-2: generate failed for a batch of %d", len(prepared))
-                answers = [exc] * len(prepared)
-            for i, answer in zip(rows, answers):
-                results[i] = answer
+                answers += self._generate(module, group, device, partial)
+            except Exception as exc:  # the group as a whole failed (out of memory...): each row says so
+                log.exception("deepseek-ocr-2: generate failed for a batch of %d", len(group))
+                answers += [exc] * len(group)
+        for i, answer in zip(rows, answers):
+            results[i] = answer
         return results  # type: ignore[return-value]
 
     def _generate(

@@ -65,3 +65,23 @@ def collate(requests: list[PreparedRequest], pad_id: int, device: torch.device, 
         "num_local_patches": [r.tiles for r in requests],
     }
     return inputs
+
+
+def token_groups(requests: list[PreparedRequest], budget: int) -> list[tuple[int, list[PreparedRequest]]]:
+    """Consecutive groups of ``requests`` (with the index of each group's first) that each fit
+    ``budget`` tokens of KV cache: rows x (longest prompt + largest token limit), as a left-padded
+    ``generate`` allocates them. A request too large for the budget alone runs alone."""
+    groups: list[tuple[int, list[PreparedRequest]]] = []
+    current: list[PreparedRequest] = []
+    start = 0
+    for i, request in enumerate(requests):
+        trial = [*current, request]
+        cost = len(trial) * (max(r.input_ids.shape[0] for r in trial) + max(r.max_tokens for r in trial))
+        if current and cost > budget:
+            groups.append((start, current))
+            current, start = [request], i
+        else:
+            current = trial
+    if current:
+        groups.append((start, current))
+    return groups
