@@ -224,7 +224,11 @@ class ModelLifecycle:
         # whatever happened above, nothing of the model may outlive the service
         await self._kill_engine()
         unlink_segment(self.segment)
-        self._fail_waiting(ServiceClosing("the server is shutting down"))
+        closing_error = ServiceClosing("the server is shutting down")
+        for request in self._running:  # a batch cut short by the grace period: answer its callers
+            _settle(request.future, closing_error)
+        self._running = []
+        self._fail_waiting(closing_error)
 
     def _check_open(self) -> None:
         if self._closing:
