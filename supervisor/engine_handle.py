@@ -36,7 +36,7 @@ import multiprocess
 
 from ipc import protocol as p
 from ipc.errors import EngineDead, EngineFailure
-from supervisor.children import ChildRegistry
+from supervisor.children import ChildRegistry, pid_alive
 
 log = logging.getLogger("dsocr.supervisor.engine")
 
@@ -311,7 +311,15 @@ class EngineHandle:
             except Exception:  # a consumer's fault must not break the pipe reader
                 log.exception("partial handler for request %d failed", partial.id)
 
+    def _forget_if_gone(self) -> None:
+        """Out of the registry once the process is gone. Not ``is_alive()``: the reader thread may
+        have reaped it, and then a second ``waitpid`` fails and makes it look alive."""
+        pid = self.pid
+        if pid is not None and self._registry is not None and not pid_alive(pid):
+            self._registry.remove(pid)
+
     def _fail_all(self, dead: EngineDead) -> None:
+        self._forget_if_gone()
         if self._dead is None:
             self._dead = dead
             log.log(logging.INFO if self._stopping else logging.WARNING, "%s", dead)
@@ -331,8 +339,7 @@ class EngineHandle:
             with contextlib.suppress(ProcessLookupError, OSError):
                 self._process.kill()
         await asyncio.to_thread(self._process.join, 10)
-        if not self._process.is_alive() and self._registry is not None:
-            self._registry.remove(pid)
+        self._forget_if_gone()
         self._fail_all(EngineDead(f"engine {pid} was stopped", self._process.exitcode))
         log.info("engine %d stopped in %.3fs", pid, time.perf_counter() - t0)
         return self._process.exitcode
