@@ -159,6 +159,11 @@ def drop(placement: Placement) -> None:
         torch.cuda.empty_cache()
 
 
+def cuda_initialized() -> bool:
+    """Whether this process has a CUDA context (a zygote must never have one: see engine/zygote.py)."""
+    return torch.cuda.is_initialized()
+
+
 def device_memory(device: torch.device | None) -> dict[str, int]:
     """Bytes allocated and reserved by this process's allocator on ``device`` (0 on CPU)."""
     if device is None or device.type != "cuda" or not torch.cuda.is_initialized():

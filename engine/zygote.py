@@ -173,10 +173,11 @@ class Zygote:
             self.send({"kind": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def debug(self) -> dict[str, Any]:
-        torch = sys.modules.get("torch")
+        # placement is the one CUDA module; asked only once it is imported (it imports torch)
+        placement = sys.modules.get("engine.placement")
         return {
             "pid": os.getpid(),
-            "cuda_initialized": bool(torch is not None and torch.cuda.is_initialized()),
+            "cuda_initialized": bool(placement is not None and placement.cuda_initialized()),
             "threads": thread_count(),
             "children": sorted(self.children),
             "forked_total": self.forked_total,
