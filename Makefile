@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e '.[test]'
-	# only the ONNX files inside it are used; its own dependencies (onnxruntime, ...) are not needed
+	# only the ONNX files inside it are used; its own dependencies (opencv-python, ...) are not needed
 	$(PY) -m pip install --quiet --no-deps rapidocr==3.10.0
 	touch $(STAMP)
 

@@ -59,6 +59,7 @@ log = logging.getLogger("dsocr.zygote")
 PRELOAD = (
     "torch",
     "transformers",
+    "onnxruntime",
     "multiprocess.connection",
     "engine.main",
     "engine.runtime",

@@ -11,10 +11,12 @@ import torch
 
 from ipc.cache import cache_root
 
-from ..base import ModelAdapter, Unsupported, WeightsUnavailable
+from ..base import BadInput, ModelAdapter, Unsupported, WeightsUnavailable
+from . import onnx_nets
 from .convert import convert
 from .memory import release_free_memory
 from .model import PPOCRModule, build_meta
+from .nets import Nets, TorchNets
 from .pipeline import Line, read_page
 
 WEIGHTS_DIR = "ppocr-v6-small"
@@ -23,6 +25,8 @@ DET_ONNX = "PP-OCRv6_det_small.onnx"
 REC_ONNX = "PP-OCRv6_rec_small.onnx"
 CLS_ONNX = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 INSTALL_HINT = "pip install --no-deps rapidocr==3.10.0"
+GRAPHS_DIR = "onnx"  # the exported, weightless graphs ONNX Runtime runs (``onnx_nets``)
+BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 def rapidocr_models_dir() -> Path:
@@ -51,6 +55,10 @@ class PPOCRAdapter(ModelAdapter):
     name = "ppocr"
     prompt_types = ("ocr", "free", "document")
 
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self._graphs: dict[str, bytes] | None = None
+
     def _cache_dir(self) -> Path:
         return cache_root(self.options) / WEIGHTS_DIR
 
@@ -67,13 +75,36 @@ class PPOCRAdapter(ModelAdapter):
     def dtype_for(self, device: torch.device) -> torch.dtype | None:
         return torch.float32  # fp16 and bf16 change what some lines read
 
+    def backend(self, device: torch.device) -> str:
+        """ONNX Runtime on the CPU (``auto``, when installed), torch elsewhere or when asked.
+        ``--model-option ppocr.backend=torch`` runs the CPU on torch."""
+        choice = str(self.options.get("backend", "auto"))
+        if choice not in BACKENDS:
+            raise BadInput(f"ppocr backend {choice!r}: one of {', '.join(BACKENDS)}")
+        if choice == "onnxruntime" and device.type != "cpu":
+            raise BadInput(f"ppocr backend onnxruntime runs on the CPU only, not on {device}")
+        if choice == "onnxruntime" and not onnx_nets.available():
+            raise WeightsUnavailable("ppocr backend onnxruntime: the onnxruntime package is not installed")
+        if choice == "auto":
+            return "onnxruntime" if device.type == "cpu" and onnx_nets.available() else "torch"
+        return choice
+
     def after_bind(self, module: torch.nn.Module, device: torch.device) -> None:
         assert isinstance(module, PPOCRModule)
         module.decode_charset()
+        nets: Nets
+        if self.backend(device) == "onnxruntime":
+            if self._graphs is None:  # kept for restores: a restore reads no file
+                self._graphs = onnx_nets.graphs(module, self._cache_dir() / GRAPHS_DIR)
+            nets = onnx_nets.OrtNets(module, self._graphs, torch.get_num_threads())
+        else:
+            nets = TorchNets(module, device)
+        module.nets = nets
 
     def infer(
         self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
     ) -> dict[str, Any]:
+        assert isinstance(module, PPOCRModule) and module.nets is not None
         prompt_type = options.get("prompt_type", "ocr")
         if prompt_type not in self.prompt_types:
             raise Unsupported(
@@ -81,7 +112,8 @@ class PPOCRAdapter(ModelAdapter):
                 f"it cannot do prompt type {prompt_type!r} (deepseek-ocr-2 has more)"
             )
         with torch.inference_mode():
-            page = read_page(module, image, device)
+            page = read_page(module.nets, image)
+        module.nets.release()  # the page's buffers go back to the system, not to an arena
         release_free_memory()  # a page's freed tensors go back to the system, not to malloc's arenas
         lines = page.lines
         text = page_text(lines)

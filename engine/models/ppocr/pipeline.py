@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 
 from .detect import boxes_from_prob, det_input
 from .layout import reading_order
-from .model import PPOCRModule
-from .orientation import from_upright, page_axis, page_turn, probes, to_upright, upside_down
+from .nets import Nets
+from .orientation import SURE, from_upright, page_axis, page_turn, probes, to_upright, upside_down, window
 from .recognize import crop_line, ctc_decode, rec_batches, sideways
 
 # cv2.rotate codes that turn a page turned clockwise by the key's degrees back upright
@@ -36,46 +35,44 @@ def upscale_factor(height: int, width: int) -> float:
     return min(MAX_UPSCALE, UPSCALE_BELOW / longest) if longest < UPSCALE_BELOW else 1.0
 
 
-def _channels_last(pixels: torch.Tensor) -> torch.Tensor:
-    """NHWC input: oneDNN's convolutions then run on it directly (20% less CPU time for the
-    detector than NCHW here). The weights stay as bound, zero-copy views of the shared segment."""
-    return pixels.contiguous(memory_format=torch.channels_last)
-
-
-def detect(module: PPOCRModule, image_bgr: np.ndarray, device: torch.device) -> list[tuple[np.ndarray, float]]:
+def detect(nets: Nets, image_bgr: np.ndarray) -> list[tuple[np.ndarray, float]]:
     """Line quads (image pixels) and their detection scores."""
-    pixels = _channels_last(torch.from_numpy(det_input(image_bgr)).to(device))
-    prob = module.det(pixels).last_hidden_state[0, 0].cpu().numpy()
-    return boxes_from_prob(prob, *image_bgr.shape[:2])
+    return boxes_from_prob(nets.det(det_input(image_bgr)), *image_bgr.shape[:2])
 
 
-def recognize(module: PPOCRModule, crops: list[np.ndarray], device: torch.device) -> list[tuple[str, float]]:
+def recognize(nets: Nets, crops: list[np.ndarray]) -> list[tuple[str, float]]:
     """(text, score) of each line crop."""
     results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
     for indices, batch in rec_batches(crops):
-        probs = module.rec(_channels_last(torch.from_numpy(batch).to(device))).last_hidden_state.cpu().numpy()
-        for index, line_probs in zip(indices, probs):
-            results[index] = ctc_decode(line_probs, module.characters)
+        probability, best = nets.rec(batch)
+        for row, index in enumerate(indices):
+            results[index] = ctc_decode(probability[row], best[row], nets.characters)
     return results
 
 
-def _read_crops(
-    module: PPOCRModule, crops: list[np.ndarray], turned: list[bool], device: torch.device
-) -> list[tuple[str, float]]:
+def _read_crops(nets: Nets, crops: list[np.ndarray], turned: list[bool], flip: bool = False) -> list[tuple[str, float]]:
     """(text, score) of line crops of a page read upright: sideways lines (across the page's
-    lines) are turned as the line classifier says, the others read as cropped."""
+    lines) are turned as the line classifier says, the others read as cropped (``flip``: turned
+    by 180 degrees)."""
     across = [i for i, side in enumerate(turned) if side]
-    crops = list(crops)
-    for i, p in zip(across, upside_down(module, [crops[i] for i in across], device)):
+    crops = [np.rot90(crop, 2) if flip and not side else crop for crop, side in zip(crops, turned)]
+    for i, p in zip(across, upside_down(nets, [crops[i] for i in across])):
         crops[i] = np.rot90(crops[i], 2) if p >= 0.5 else crops[i]
-    return recognize(module, crops, device)
+    return recognize(nets, crops)
 
 
-def _read_upright(module: PPOCRModule, image: np.ndarray, device: torch.device):
+def _read_upright(nets: Nets, image: np.ndarray):
     """Boxes and (text, score) of the lines of an upright page."""
-    boxes = [box for box, _ in detect(module, image, device)]
+    boxes = [box for box, _ in detect(nets, image)]
     crops = [crop_line(image, box) for box in boxes]
-    return boxes, _read_crops(module, crops, [sideways(box) for box in boxes], device)
+    return boxes, _read_crops(nets, crops, [sideways(box) for box in boxes])
+
+
+def _windows_turn(nets: Nets, crops: list[np.ndarray], axis: bool) -> int:
+    """The page's turn from the middles of its probe lines read both ways."""
+    windows = [window(crop) for crop in crops]
+    scores = [score for _, score in recognize(nets, windows + [np.rot90(w, 2) for w in windows])]
+    return page_turn(axis, scores[: len(windows)], scores[len(windows) :])
 
 
 @dataclass
@@ -84,7 +81,7 @@ class Page:
     rotation: int  # degrees the page was turned clockwise from upright (and turned back to read)
 
 
-def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) -> Page:
+def read_page(nets: Nets, image_rgb: np.ndarray) -> Page:
     """The text lines of an H x W x 3 uint8 RGB image, in reading order. Call in inference mode."""
     image = np.ascontiguousarray(image_rgb[..., ::-1])  # PaddleOCR's models read BGR
     height, width = image.shape[:2]
@@ -92,7 +89,7 @@ def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) 
     if scale > 1:
         size = (round(width * scale), round(height * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
-    boxes = [box for box, _ in detect(module, image, device)]
+    boxes = [box for box, _ in detect(nets, image)]
     crops = [crop_line(image, box) for box in boxes]
     turned = [sideways(box) for box in boxes]
     lengths = [float(max(crop.shape[:2])) for crop in crops]
@@ -101,22 +98,15 @@ def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) 
     if axis:
         # A page turned a quarter: its longest lines read both ways say which quarter; then the
         # page is turned upright and detected again (the detector misses lines of sideways pages).
-        both = recognize(module, [crops[i] for i in probe] + [np.rot90(crops[i], 2) for i in probe], device)
-        scores = [score for _, score in both]
-        rotation = page_turn(axis, scores[: len(probe)], scores[len(probe) :])
-        boxes, texts = _read_upright(module, cv2.rotate(image, UNDO_TURN[rotation]), device)
+        rotation = _windows_turn(nets, [crops[i] for i in probe], axis)
+        boxes, texts = _read_upright(nets, cv2.rotate(image, UNDO_TURN[rotation]))
         boxes = [from_upright(box, rotation, image.shape[1], image.shape[0]) for box in boxes]
     else:
-        texts = _read_crops(module, crops, turned, device)
-        # the longest lines read upside down too: the way the recognizer is surer of is the page's
-        reversed_ = recognize(module, [np.rot90(crops[i], 2) for i in probe], device)
-        rotation = page_turn(axis, [texts[i][1] for i in probe], [score for _, score in reversed_])
+        texts = _read_crops(nets, crops, turned)
+        sure = probe and np.mean([texts[i][1] for i in probe]) >= SURE
+        rotation = 0 if sure or not probe else _windows_turn(nets, [crops[i] for i in probe], axis)
         if rotation == 180:
-            for i, text in zip(probe, reversed_):
-                texts[i] = text
-            rest = [i for i, side in enumerate(turned) if not side and i not in probe]
-            for i, text in zip(rest, recognize(module, [np.rot90(crops[i], 2) for i in rest], device)):
-                texts[i] = text
+            texts = _read_crops(nets, crops, turned, flip=True)
     if scale > 1:  # back to the uploaded image's pixels
         boxes = [np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32) for box in boxes]
     kept = [i for i, (text, score) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
@@ -125,5 +115,5 @@ def read_page(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) 
     return Page(lines, rotation)
 
 
-def read_lines(module: PPOCRModule, image_rgb: np.ndarray, device: torch.device) -> list[Line]:
-    return read_page(module, image_rgb, device).lines
+def read_lines(nets: Nets, image_rgb: np.ndarray) -> list[Line]:
+    return read_page(nets, image_rgb).lines

@@ -52,7 +52,11 @@ def normalize_line(crop: np.ndarray, width: int) -> np.ndarray:
 
 
 def rec_batches(crops: list[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(crop indices, N x 3 x 48 x W input) batches, crops of similar aspect ratio together."""
+    """(crop indices, N x 3 x 48 x W input) batches, crops of similar aspect ratio together.
+
+    Batches are rapidocr's, on purpose: a line's padding changes what it reads (the recognizer's
+    attention spans the padding), and batches planned to pad less changed lines of the test pages.
+    """
     ratios = [crop.shape[1] / crop.shape[0] for crop in crops]
     order = np.argsort(ratios, kind="stable").tolist()
     for start in range(0, len(order), BATCH):
@@ -62,12 +66,12 @@ def rec_batches(crops: list[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray
         yield indices, np.stack([normalize_line(crops[i], width) for i in indices])
 
 
-def ctc_decode(probs: np.ndarray, characters: list[str]) -> tuple[str, float]:
-    """Greedy CTC over T x C class probabilities: text and mean probability of the kept steps."""
-    best = probs.argmax(axis=1)
+def ctc_decode(probability: np.ndarray, best: np.ndarray, characters: list[str]) -> tuple[str, float]:
+    """Greedy CTC over a line's T best classes and their probabilities: text and mean probability
+    of the kept steps."""
     keep = best != BLANK
     keep[1:] &= best[1:] != best[:-1]  # a repeated class is one character unless a blank splits it
     if not keep.any():
         return "", 0.0
     text = "".join(characters[i] for i in best[keep])
-    return text, float(probs.max(axis=1)[keep].mean())
+    return text, float(probability[keep].mean())
