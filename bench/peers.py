@@ -7,6 +7,8 @@ tools within a round. Each tool runs in a worker process that stays warm between
 
 - ``dsocr``: the engine's runtime (``engine.runtime.EngineRuntime``) on the CPU, weights in shared
   memory as the service holds them, PNG bytes in (decoding counted, as the service counts it);
+  its networks on ONNX Runtime, as the service runs them on the CPU;
+- ``dsocr-torch`` (only when named in ``--tools``): the same with ``ppocr.backend=torch``;
 - ``rapidocr``: RapidOCR 3.10 on ONNX Runtime with the same PP-OCRv6 files and its default
   settings (line classifier on), installed by this script into its own venv (``--peers-venv``,
   default ``$DSOCR_CACHE_DIR/peers-venv``), never into the project;
@@ -19,7 +21,7 @@ by tool: ``seconds_per_page`` (median over pages of each page's median wall time
 ``speedup_vs_rapidocr`` (RapidOCR's seconds per page over the tool's; ``cpu_speedup_vs_rapidocr``
 the same for CPU time), per-group figures, and each worker's resident memory after the run.
 
-    .venv/bin/python bench/peers.py --json [--rounds 3] [--threads N] [--folder DIR] [--tools dsocr,rapidocr]
+    .venv/bin/python bench/peers.py --json [--rounds 3] [--threads N] [--folder DIR] [--tools dsocr,dsocr-torch,rapidocr]
 """
 
 from __future__ import annotations
@@ -233,14 +235,14 @@ def _serve(read) -> None:
         print(json.dumps({"text": text, "seconds": seconds, "cpu_seconds": cpu, "rss_mb": _rss_mb()}), flush=True)
 
 
-def dsocr_worker() -> None:
+def dsocr_worker(backend: str = "auto") -> None:
     sys.path.insert(0, str(ROOT))
     from engine.runtime import EngineRuntime
     from ipc.weights import segment_name, unlink_segment
 
     runtime, segment = EngineRuntime(), segment_name(os.getpid(), "peers-ppocr")
     try:
-        runtime.load("ppocr", segment, "cpu", {})
+        runtime.load("ppocr", segment, "cpu", {"backend": backend})
         _serve(lambda path: runtime.infer("ppocr", Path(path).read_bytes(), {})["text"])
     finally:
         runtime.close()
@@ -322,8 +324,8 @@ def start(tool: str, args: argparse.Namespace):
     if args.threads:  # torch's and tesseract's OpenMP, and ONNX Runtime's intra-op pool
         env |= {"OMP_NUM_THREADS": str(args.threads), "OMP_THREAD_LIMIT": str(args.threads)}
         env["PEERS_THREADS"] = str(args.threads)
-    if tool == "dsocr":
-        return Worker([sys.executable, __file__, "--worker", "dsocr"], env)
+    if tool in ("dsocr", "dsocr-torch"):
+        return Worker([sys.executable, __file__, "--worker", tool], env)
     if tool == "rapidocr":
         python = peers_python(args.peers_venv, not args.no_install)
         return Worker([str(python), __file__, "--worker", "rapidocr"], env | {"PYTHONPATH": ""})
@@ -383,10 +385,11 @@ def main() -> None:
     cache = Path(os.environ.get("DSOCR_CACHE_DIR", "~/.cache/dsocr")).expanduser()
     parser.add_argument("--peers-venv", type=Path, default=cache / "peers-venv")
     parser.add_argument("--no-install", action="store_true", help="fail instead of installing RapidOCR")
-    parser.add_argument("--worker", choices=["dsocr", "rapidocr"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["dsocr", "dsocr-torch", "rapidocr"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        {"dsocr": dsocr_worker, "rapidocr": rapidocr_worker}[args.worker]()
+        workers = {"dsocr": dsocr_worker, "dsocr-torch": lambda: dsocr_worker("torch"), "rapidocr": rapidocr_worker}
+        workers[args.worker]()
         return
 
     tools = [t for t in args.tools.split(",") if t]
@@ -417,7 +420,7 @@ def main() -> None:
         for worker in workers.values():
             worker.close()
     summary = summarize(results, page_info, rss)
-    print(f"{'tool':<10} {'s/page':>7} {'speedup':>7} {'cpu s':>6} {'cpu x':>6} {'recall':>6} {'order':>6}  groups")
+    print(f"{'tool':<11} {'s/page':>7} {'speedup':>7} {'cpu s':>6} {'cpu x':>6} {'recall':>6} {'order':>6}  groups")
     for tool, entry in summary.items():
         groups = "  ".join(
             f"{g}: {v['word_recall']:.3f} / {v['order_score']:.2f} / {v['seconds_per_page']:.2f}"
@@ -425,7 +428,7 @@ def main() -> None:
         )
         order = f"{entry['order_score']:.3f}" if entry["order_score"] is not None else "-"
         print(
-            f"{tool:<10} {entry['seconds_per_page']:>7.3f} {entry['speedup_vs_rapidocr'] or 0:>7.2f}"
+            f"{tool:<11} {entry['seconds_per_page']:>7.3f} {entry['speedup_vs_rapidocr'] or 0:>7.2f}"
             f" {entry['cpu_seconds_per_page']:>6.3f} {entry['cpu_speedup_vs_rapidocr'] or 0:>6.2f}"
             f" {entry['word_recall']:>6.3f} {order:>6}  {groups}"
         )

@@ -59,7 +59,7 @@ log = logging.getLogger("dsocr.zygote")
 PRELOAD = (
     "torch",
     "transformers",
-    "onnxruntime",
+    # not onnxruntime: loading its library starts a thread, and a fork must hold none
     "multiprocess.connection",
     "engine.main",
     "engine.runtime",

@@ -8,7 +8,7 @@ the way the recognizer is more confident of: rapidocr's line classifier (PaddleO
 0/180) called lines of the scanned test page upside down with probabilities up to 0.93, so it only
 decides the lines that run across the page's axis; every other line follows the page. A page whose
 longest lines already read upright with a mean confidence of ``SURE`` or more is taken as upright
-without the windows (upside-down text never read that well on the test pages: at most 0.6).
+without the windows (read upright, the test pages turned upside down scored 0.31-0.73; upright 0.99-1.0).
 A page turned a quarter is then turned upright and detected again (``pipeline.read_page``): boxes
 come back to the uploaded image's pixels through ``from_upright``.
 """
