@@ -160,9 +160,7 @@ class _Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # The arena keeps what the largest call needed (one page's working set at most): without
-        # it every large buffer is mapped afresh and faulted in, 12% slower pages here.
-        # An arena: without one every large buffer is mapped afresh and faulted in (12% slower pages
+        # An arena: without one every large buffer is mapped afresh and faulted in (8% slower pages
         # here). It is shared by the three sessions and emptied after each page (``release``), so
         # an engine that read ten pages holds what one that read none does (1.1 GB against 0.55
         # with an arena per session, kept).
@@ -170,7 +168,8 @@ class _Session:
         options.add_session_config_entry("session.use_env_allocators", "1")
         options.log_severity_level = 3
         # Workers that spin between operators take the core from whatever shares it, and were no
-        # faster here even alone (7.3 / 6.2 s against 6.8 / 5.9 s for bench/peers.py's 8 pages)
+        # faster even alone (bench/peers.py's 8 pages in one process, alternating: 6.2-7.3 s
+        # spinning, 5.8-6.8 s not)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         state = wrapper.state_dict()
         names = [
