@@ -96,7 +96,8 @@ class PPOCRAdapter(ModelAdapter):
         if self.backend(device) == "onnxruntime":
             if self._graphs is None:  # kept for restores: a restore reads no file
                 self._graphs = onnx_nets.graphs(module, self._cache_dir() / GRAPHS_DIR)
-            nets = onnx_nets.OrtNets(module, self._graphs, torch.get_num_threads())
+            spinning = str(self.options.get("spinning", "0")).lower() in ("1", "true", "yes")
+            nets = onnx_nets.OrtNets(module, self._graphs, torch.get_num_threads(), spinning)
         else:
             nets = TorchNets(module, device)
         module.nets = nets

@@ -154,7 +154,7 @@ def _shared_arena() -> None:
 class _Session:
     """One network's session and the segment views it was given (they must outlive it)."""
 
-    def __init__(self, wrapper: nn.Module, graph: bytes, threads: int) -> None:
+    def __init__(self, wrapper: nn.Module, graph: bytes, threads: int, spinning: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -170,7 +170,7 @@ class _Session:
         # Workers that spin between operators take the core from whatever shares it, and were no
         # faster even alone (bench/peers.py's 8 pages in one process, alternating: 6.2-7.3 s
         # spinning, 5.8-6.8 s not)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         state = wrapper.state_dict()
         names = [
             t.name
@@ -191,9 +191,11 @@ class OrtNets:
 
     backend = "onnxruntime"
 
-    def __init__(self, module: PPOCRModule, graphs: dict[str, bytes], threads: int) -> None:
+    def __init__(self, module: PPOCRModule, graphs: dict[str, bytes], threads: int, spinning: bool = False) -> None:
         self.characters = module.characters
-        self.sessions = {part: _Session(wrapper, graphs[part], threads) for part, wrapper in wrappers(module).items()}
+        self.sessions = {
+            part: _Session(wrapper, graphs[part], threads, spinning) for part, wrapper in wrappers(module).items()
+        }
 
     def det(self, pixels: np.ndarray) -> np.ndarray:
         return self.sessions["det"].run(pixels)[0]
