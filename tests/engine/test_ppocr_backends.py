@@ -199,3 +199,13 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_an_unwritable_graph_cache_still_runs(weights: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / adapter_module.WEIGHTS_DIR).mkdir(parents=True)
+    os.symlink(weights, cache / adapter_module.WEIGHTS_DIR / weights.name)
+    (cache / adapter_module.WEIGHTS_DIR / adapter_module.GRAPHS_DIR).write_text("a file where the folder goes")
+    module = _bound(PPOCRAdapter({"cache_dir": str(cache)}))
+    with torch.inference_mode():
+        assert [line.text for line in read_page(module.nets, render(SERIF, "DejaVuSerif.ttf")).lines] == SERIF  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -28,6 +29,8 @@ from torch import nn
 
 from .model import PPOCRModule
 from .nets import ClsUpsideDown, DetProbability, RecBest
+
+log = logging.getLogger("dsocr.engine")
 
 OPSET = 17
 SEGMENT = "dsocr-segment"  # the placeholders' location: never read, every one is given at session start
@@ -119,8 +122,16 @@ def cached_graph(wrapper: nn.Module, part: str, folder: Path) -> bytes:
     if path.is_file() and _valid(data := path.read_bytes(), wrapper):
         return data
     data = export(wrapper, part)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=folder)
+    try:
+        _write(path, data)
+    except OSError as exc:  # a full or read-only cache: this engine runs, the next exports again
+        log.warning("could not cache the %s graph in %s: %s", part, folder, exc)
+    return data
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -129,7 +140,6 @@ def cached_graph(wrapper: nn.Module, part: str, folder: Path) -> bytes:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return data
 
 
 def wrappers(module: PPOCRModule) -> dict[str, nn.Module]:
