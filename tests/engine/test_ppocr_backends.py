@@ -102,8 +102,8 @@ def test_cached_graphs_are_weightless(adapter: PPOCRAdapter, module: PPOCRModule
         assert external and all(not t.raw_data for t in external)
 
 
-def test_an_upright_page_reads_no_probe_windows(module: PPOCRModule) -> None:
-    """Lines read upright with confidence settle the page: no reading both ways."""
+def _rows_read(module: PPOCRModule, image: np.ndarray) -> tuple[int, int]:
+    """(page rotation, line images the recognizer read for it)."""
     calls: list[int] = []
     nets = module.nets
     assert nets is not None
@@ -117,8 +117,19 @@ def test_an_upright_page_reads_no_probe_windows(module: PPOCRModule) -> None:
             return nets.rec(pixels)
 
     with torch.inference_mode():
-        page = read_page(Counting(), render(INVOICE, "DejaVuSans.ttf"))  # type: ignore[arg-type]
-    assert page.rotation == 0 and sum(calls) == len(INVOICE)
+        page = read_page(Counting(), image)  # type: ignore[arg-type]
+    return page.rotation, sum(calls)
+
+
+def test_an_upright_page_reads_no_probe_windows(module: PPOCRModule) -> None:
+    """Lines read upright with confidence settle the page: no reading both ways."""
+    assert _rows_read(module, render(INVOICE, "DejaVuSans.ttf")) == (0, len(INVOICE))
+
+
+def test_an_upside_down_page_reads_its_lines_once(module: PPOCRModule) -> None:
+    """The classifier's guess puts the windows (4 probes, both ways) first: each line is read once."""
+    image = np.ascontiguousarray(np.rot90(render(ENGLISH, "DejaVuSans.ttf"), 2))
+    assert _rows_read(module, image) == (180, len(ENGLISH) + 2 * 4)
 
 
 def test_a_probe_window_is_the_middle_of_its_line() -> None:

@@ -9,6 +9,9 @@ the way the recognizer is more confident of: rapidocr's line classifier (PaddleO
 decides the lines that run across the page's axis; every other line follows the page. A page whose
 longest lines already read upright with a mean confidence of ``SURE`` or more is taken as upright
 without the windows (read upright, the test pages turned upside down scored 0.31-0.73; upright 0.99-1.0).
+The order of the two is the line classifier's guess: when it takes the probe lines for upside down
+(a mean of 0.5 or more: every test page turned by 180 degrees, and the upright scanned page), the
+windows are read first and the page once, the right way; otherwise the page is read upright first.
 A page turned a quarter is then turned upright and detected again (``pipeline.read_page``): boxes
 come back to the uploaded image's pixels through ``from_upright``.
 """

@@ -101,6 +101,11 @@ def read_page(nets: Nets, image_rgb: np.ndarray) -> Page:
         rotation = _windows_turn(nets, [crops[i] for i in probe], axis)
         boxes, texts = _read_upright(nets, cv2.rotate(image, UNDO_TURN[rotation]))
         boxes = [from_upright(box, rotation, image.shape[1], image.shape[0]) for box in boxes]
+    elif probe and np.mean(upside_down(nets, [crops[i] for i in probe])) >= 0.5:
+        # The line classifier (a few milliseconds) takes the probe lines for upside down: the
+        # recognizer's windows decide before any line is read, so the page is read once
+        rotation = _windows_turn(nets, [crops[i] for i in probe], axis)
+        texts = _read_crops(nets, crops, turned, flip=rotation == 180)
     else:
         texts = _read_crops(nets, crops, turned)
         sure = probe and np.mean([texts[i][1] for i in probe]) >= SURE
