@@ -6,8 +6,10 @@ as fast as OpenVINO did here. The graphs are our own torch wrappers (``nets``) e
 ``torch.onnx.export`` and cached beside the converted weights, *without* weights: every
 initializer is an external placeholder named by its state-dict key, and the session is given the
 bound tensors (zero-copy views of the segment) through ``add_external_initializers``. A restore
-therefore reads nothing from disk and copies nothing from the segment; ONNX Runtime keeps only
-its own fused, re-laid-out copies while the session lives (dropped on offload).
+copies nothing from the segment and, in the same engine, reads no file (the adapter keeps the
+graphs); a new engine reads the 0.4 MB of graphs, or exports them again from the segment's tensors.
+ONNX Runtime keeps only its own fused, re-laid-out copies while the session lives (dropped on
+offload).
 """
 
 from __future__ import annotations
