@@ -18,6 +18,8 @@ class ModelInfo:
     grounding: bool = False  # takes the `grounding` switch
     streams: bool = False  # sends partial text while it generates
     description: str = ""
+    # ``--model-option`` keys whose values are one of a few: checked before the server starts
+    option_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -27,6 +29,7 @@ MODELS: dict[str, ModelInfo] = {
             "ppocr",
             ("ocr", "free", "document"),
             description="PP-OCRv6-small detection + recognition (embedded, CPU-friendly)",
+            option_choices=(("backend", ("auto", "onnxruntime", "torch")),),
         ),
         ModelInfo(
             "deepseek-ocr-2",
@@ -50,3 +53,12 @@ MODEL_NAMES = tuple(MODELS)
 
 def model_info(name: str) -> ModelInfo | None:
     return MODELS.get(name)
+
+
+def option_error(model: str, options: dict) -> str | None:
+    """Why ``options`` cannot work for ``model`` (a value outside its choices), or None."""
+    info = MODELS.get(model)
+    for key, choices in info.option_choices if info else ():
+        if key in options and str(options[key]) not in choices:
+            return f"{model}.{key}={options[key]!r}: one of {', '.join(choices)}"
+    return None

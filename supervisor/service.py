@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ipc.cache import CacheDirError, cache_root, check_cache_dir
-from ipc.catalog import MODEL_NAMES
+from ipc.catalog import MODEL_NAMES, option_error
 from supervisor import gpus
 from supervisor.children import ChildRegistry
 from supervisor.device_room import DeviceRoom
@@ -38,6 +38,8 @@ def check_settings(settings: Settings) -> None:
     if len(set(settings.models)) != len(settings.models):
         raise ConfigError("a model is named twice")
     for model in settings.models:
+        if problem := option_error(model, settings.model_options.get(model, {})):
+            raise ConfigError(f"--model-option {problem}")
         try:
             check_cache_dir(cache_root(settings.model_options.get(model)))
         except CacheDirError as exc:

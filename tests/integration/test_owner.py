@@ -155,6 +155,13 @@ def test_an_unknown_model_is_refused_at_start() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_model_option_outside_its_choices_is_refused_at_start() -> None:
+    done = _serve("--model-option", "ppocr.backend=tensorrt")
+    assert done.returncode == 64
+    assert "ppocr.backend='tensorrt': one of auto, onnxruntime, torch" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 async def test_a_corrupt_cached_conversion_is_rebuilt(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with running_server(env={"DSOCR_CACHE_DIR": str(cache)}) as server:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ipc.cache import cache_root
+from ipc.catalog import MODELS
 
 from ..base import BadInput, ModelAdapter, Unsupported, WeightsUnavailable
 from . import onnx_nets
@@ -26,7 +27,7 @@ REC_ONNX = "PP-OCRv6_rec_small.onnx"
 CLS_ONNX = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 INSTALL_HINT = "pip install --no-deps rapidocr==3.10.0"
 GRAPHS_DIR = "onnx"  # the exported, weightless graphs ONNX Runtime runs (``onnx_nets``)
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = dict(MODELS["ppocr"].option_choices)["backend"]  # the supervisor checks them at start
 
 
 def rapidocr_models_dir() -> Path:
