@@ -11,7 +11,7 @@ precedents.
 What the zygote must never do, so that a forked child is a clean engine:
 
 - touch CUDA (a forked CUDA context is unusable): it imports torch and runs no torch operation;
-  ``torch.cuda.is_initialized()`` stays false, and ``debug`` reports it;
+  ``debug`` reports that CUDA is still uninitialised (asked through ``engine.placement``);
 - start a thread pool: OpenMP and torch's intra-op pool start on the first parallel operation (none
   runs here), and OpenBLAS (numpy's and OpenCV's copies) starts its pool at import, so it is limited
   to one thread here; the process stays single-threaded, and the child sets its own thread count
