@@ -1,8 +1,19 @@
-"""The shape of an OCR answer: one image, or a PDF's pages merged into one result."""
+"""The shape of an OCR answer: one image, or a PDF's pages merged into one result.
+
+Besides text, lines and boxes, a result may carry ``figures`` (PNG crops, shape in
+``engine/figures.py``) and ``regions`` (layout regions: ``{"type", "box": [x1, y1, x2, y2], "score",
+"text", "lines": [indices into lines], "html"?, "figure"?}``, ``type`` one of title, text, figure,
+figure_caption, table, table_caption, header, footer, reference, equation). Both pass through
+unchanged for one image; a PDF's pages keep their own, and the merged answer's figure ids and
+links carry the page (``page-P-figure-N.png``) so one markdown document links each once.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\((figure-\d+\.png)\)")
 
 
 def result_body(result: dict[str, Any]) -> dict[str, Any]:
@@ -15,7 +26,7 @@ def result_body(result: dict[str, Any]) -> dict[str, Any]:
         "timing": result.get("timing", {}),
     }
     # generative models say why they stopped and how many tokens it took
-    for key in ("finish_reason", "usage", "rotation"):
+    for key in ("finish_reason", "usage", "rotation", "figures", "regions"):
         if key in result:
             body[key] = result[key]
     return body
@@ -31,8 +42,13 @@ def pdf_body(results: list[dict[str, Any]], numbers: list[int]) -> dict[str, Any
     for page in pages:
         for key, value in (page.get("usage") or {}).items():
             usage[key] = usage.get(key, 0) + int(value)
+    figures = [
+        {**figure, "id": page_figure_id(page["page"], figure["id"]), "page": page["page"]}
+        for page in pages
+        for figure in page.get("figures", [])
+    ]
     merged = {
-        "text": "\n\n".join(page["text"] for page in pages),
+        "text": "\n\n".join(page_figure_links(page["page"], page["text"]) for page in pages),
         "raw_text": "\n\n".join(page["raw_text"] for page in pages),
         "boxes": [{**box, "page": page["page"]} for page in pages for box in page["boxes"]],
         "image_dims": pages[0]["image_dims"],
@@ -41,4 +57,15 @@ def pdf_body(results: list[dict[str, Any]], numbers: list[int]) -> dict[str, Any
     }
     if usage:
         merged["usage"] = usage
+    if figures:
+        merged["figures"] = figures
     return merged
+
+
+def page_figure_id(page: int, figure_id: str) -> str:
+    return f"page-{page}-{figure_id}"
+
+
+def page_figure_links(page: int, text: str) -> str:
+    """A page's ``![](figure-N.png)`` links renamed to the merged document's ids."""
+    return _FIGURE_LINK.sub(lambda m: f"![{m[1]}]({page_figure_id(page, m[2])})", text)
