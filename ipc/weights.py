@@ -338,3 +338,19 @@ def remove_orphans() -> list[str]:
         if pid is not None and not pid_alive(pid) and unlink_segment(name):
             removed.append(name)
     return removed
+
+
+class HostSegments:
+    """The segments as the supervisor's owners see them (a seam: the simulation keeps its own)."""
+
+    def exists(self, name: str) -> bool:
+        return (SHM_DIR / name).exists()
+
+    def size(self, name: str) -> int:
+        try:
+            return (SHM_DIR / name).stat().st_size
+        except OSError:
+            return 0
+
+    def unlink(self, name: str) -> bool:
+        return unlink_segment(name)

@@ -11,6 +11,12 @@ are kept so that an engine that dies can say why.
 A request that fails in the engine raises :class:`EngineFailure` (the engine lives on); a dead
 engine fails every pending request with :class:`EngineDead`. ``spawn`` is cancellation-safe: a
 spawn that is cancelled or fails kills the child it started before it re-raises.
+
+One reaper per child: a waiter thread started with the handle is the only code that waits for the
+process (``join``); ``kill`` signals and then awaits what the waiter saw, and the child leaves the
+registry there and nowhere else (two threads reaping one child made it look alive: #20).
+A launcher may return an :class:`InLoopConnection` and :class:`InLoopProcess` instead of a pipe and
+a process: then replies, exits and sends run in the event loop with no thread (``tests/sim``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import importlib
+import inspect
 import itertools
 import logging
 import os
@@ -27,7 +34,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,12 +43,13 @@ import multiprocess
 
 from ipc import protocol as p
 from ipc.errors import EngineDead, EngineFailure
-from supervisor.children import ChildRegistry, pid_alive
+from supervisor.children import ChildRegistry
 
 log = logging.getLogger("dsocr.supervisor.engine")
 
 ENGINE_MODULE = "engine.main"
 STDERR_TAIL_LINES = 20
+KILL_WAIT_S = 10.0  # a SIGKILLed process is gone in milliseconds; past this something is wrong
 
 __all__ = ["EngineDead", "EngineFailure", "EngineHandle", "Launched", "spawn_launcher"]
 
@@ -72,7 +80,28 @@ class Launched:
     stderr_fd: int | None  # read end of the engine's stderr, or None when it is not ours
 
 
-Launcher = Callable[[EngineSpec], Launched]  # quick (tens of ms): runs in the event loop thread
+# Quick (tens of ms); a launcher that may wait (the zygote's fork) returns an awaitable and does
+# its waiting off the event loop.
+Launcher = Callable[[EngineSpec], "Launched | Awaitable[Launched]"]
+
+
+class InLoopConnection(Protocol):
+    """A pipe end served in the event loop: frames and EOF come as calls, sends never block."""
+
+    def attach(self, on_frame: Callable[[bytes], None], on_eof: Callable[[], None]) -> None: ...
+    def send_bytes(self, frame: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class InLoopProcess(Protocol):
+    """A process whose exit is told in the event loop (``on_exit(callback)``), never waited for."""
+
+    pid: int | None
+    exitcode: int | None
+
+    def on_exit(self, callback: Callable[[], None]) -> None: ...
+    def is_alive(self) -> bool: ...
+    def kill(self) -> None: ...
 
 
 def _engine_entry(module: str, conn: Any, err: Any, spec: EngineSpec) -> None:
@@ -129,6 +158,28 @@ def describe_exit(exitcode: int | None) -> str:
 PartialHandler = Callable[[int, str], None]
 
 
+async def _adopt_even_if_cancelled(launching: Awaitable[Launched]) -> Launched:
+    """Await a launcher; if we are cancelled first, the child it still starts is killed."""
+    future = asyncio.ensure_future(launching)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_kill_late_child)
+        raise
+
+
+def _kill_late_child(future: asyncio.Future[Launched]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    launched = future.result()
+    with contextlib.suppress(OSError, ValueError):
+        launched.process.kill()
+        launched.conn.close()
+    if launched.stderr_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(launched.stderr_fd)
+
+
 class EngineHandle:
     """One engine process. Not reusable: after it dies, make a new handle."""
 
@@ -158,6 +209,9 @@ class EngineHandle:
         self._stopping = False  # a death we asked for is logged as such, not as a fault
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_done = threading.Event()
+        self._reaped: asyncio.Event | None = None  # set by the one reaper once the process is gone
+        self._in_loop = False
+        self._exited: threading.Event | None = None  # the waiter thread saw the process end
         self.spawn_seconds: float | None = None
 
     @property
@@ -166,7 +220,13 @@ class EngineHandle:
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._dead is None and self._process.is_alive()
+        return self._process is not None and self._dead is None and not self._gone()
+
+    def _gone(self) -> bool:
+        """Whether the process has ended, asking only the reaper (``is_alive`` would waitpid too)."""
+        if self._in_loop or self._exited is None:
+            return self._process is None or not self._process.is_alive()
+        return self._exited.is_set()
 
     @property
     def stderr_tail(self) -> list[str]:
@@ -177,10 +237,15 @@ class EngineHandle:
         t0 = time.perf_counter()
         self._loop = asyncio.get_running_loop()
         spec = EngineSpec(os.getpid(), self.log_level, self.threads)
-        # launched in the event loop's thread, with no await before it is adopted: a cancellation
-        # cannot fall between the start and the handle knowing its child (and PR_SET_PDEATHSIG
-        # watches the thread that forked: a worker thread could exit and take the engine with it)
-        launched = self._launcher(spec)
+        # a plain launcher runs in the event loop's thread, with no await before its child is
+        # adopted, so a cancellation cannot fall between the two (and PR_SET_PDEATHSIG watches the
+        # thread that forked); an awaitable one hands over its child even when we are cancelled
+        try:
+            launched = self._launcher(spec)
+            if inspect.isawaitable(launched):
+                launched = await _adopt_even_if_cancelled(launched)
+        except OSError as exc:  # no process, no pipe (EAGAIN, EMFILE...): the caller sees a dead engine
+            raise EngineDead(f"cannot start an engine: {exc}") from None
         self._adopt(launched)
         try:
             await self.request(p.Stats(id=0), timeout=self.boot_timeout)
@@ -202,6 +267,7 @@ class EngineHandle:
 
     def _adopt(self, launched: Launched) -> None:
         self._process, self._conn = launched.process, launched.conn
+        self._reaped = asyncio.Event()
         if self._registry is not None and launched.process.pid is not None:
             self._registry.add(launched.process.pid, "engine", self.model)
         if launched.stderr_fd is not None:
@@ -209,7 +275,29 @@ class EngineHandle:
                              name=f"engine-stderr-{self.pid}").start()  # fmt: skip
         else:
             self._stderr_done.set()
+        if hasattr(launched.conn, "attach") and hasattr(launched.process, "on_exit"):
+            self._in_loop = True
+            launched.conn.attach(self._frame, self._eof)
+            launched.process.on_exit(self._on_reaped)
+            return
+        self._exited = threading.Event()
+        threading.Thread(target=self._wait, name=f"engine-waiter-{self.pid}", daemon=True).start()
         threading.Thread(target=self._read, name=f"engine-reader-{self.pid}", daemon=True).start()
+
+    def _wait(self) -> None:
+        """The one reaper: waits for the process to end, then tells the event loop."""
+        assert self._process is not None and self._loop is not None
+        self._process.join()
+        assert self._exited is not None
+        self._exited.set()
+        with contextlib.suppress(RuntimeError):  # the event loop is already closed
+            self._loop.call_soon_threadsafe(self._on_reaped)
+
+    def _on_reaped(self) -> None:
+        if self._registry is not None:
+            self._registry.remove(self.pid)
+        if self._reaped is not None:
+            self._reaped.set()
 
     def _copy_stderr(self, fd: int) -> None:
         """Engine stderr -> our stderr, line by line, keeping the last lines for error messages."""
@@ -257,7 +345,10 @@ class EngineHandle:
             self._partials[msg.id] = on_partial
         try:
             frame = p.encode(msg)
-            await asyncio.to_thread(self._send, frame)
+            if self._in_loop:
+                self._send(frame)
+            else:
+                await asyncio.to_thread(self._send, frame)
             reply = await asyncio.wait_for(asyncio.shield(future), timeout)
         finally:
             self._pending.pop(msg.id, None)
@@ -287,16 +378,34 @@ class EngineHandle:
         except (EOFError, OSError, p.ProtocolError, RuntimeError):
             pass  # RuntimeError: the event loop closed under us
         conn.close()  # closed here, by its only reader, so no other thread reads a reused fd
-        self._process.join(timeout=5)  # the exit code says why it died
+        if self._exited is not None:
+            self._exited.wait(5)  # the waiter's exit code says why it died
         self._stderr_done.wait(1.0)
-        exitcode = self._process.exitcode
+        with contextlib.suppress(RuntimeError):  # the event loop is already closed
+            loop.call_soon_threadsafe(self._fail_all, self._death())
+
+    def _death(self) -> EngineDead:
+        exitcode = None if self._process is None else self._process.exitcode
         verb = "exited" if self._stopping else "died"
         message = f"engine {self.pid} {verb} ({describe_exit(exitcode)})"
         if not self._stopping and self.stderr_tail:
             message += "; its last output: " + " | ".join(self.stderr_tail[-5:])
-        dead = EngineDead(message, exitcode)
-        with contextlib.suppress(RuntimeError):  # the event loop is already closed
-            loop.call_soon_threadsafe(self._fail_all, dead)
+        return EngineDead(message, exitcode)
+
+    def _frame(self, frame: bytes) -> None:
+        """A frame from an in-loop connection."""
+        try:
+            msg = p.decode(frame)
+        except p.ProtocolError as exc:
+            self._fail_all(EngineDead(f"engine {self.pid} sent a bad frame: {exc}"))
+            return
+        if isinstance(msg, p.Reply):
+            self._resolve(msg)
+        elif isinstance(msg, p.Partial):
+            self._partial(msg)
+
+    def _eof(self) -> None:
+        self._fail_all(self._death())
 
     def _resolve(self, reply: p.Reply) -> None:
         future = self._pending.get(reply.id)
@@ -311,15 +420,7 @@ class EngineHandle:
             except Exception:  # a consumer's fault must not break the pipe reader
                 log.exception("partial handler for request %d failed", partial.id)
 
-    def _forget_if_gone(self) -> None:
-        """Out of the registry once the process is gone. Not ``is_alive()``: the reader thread may
-        have reaped it, and then a second ``waitpid`` fails and makes it look alive."""
-        pid = self.pid
-        if pid is not None and self._registry is not None and not pid_alive(pid):
-            self._registry.remove(pid)
-
     def _fail_all(self, dead: EngineDead) -> None:
-        self._forget_if_gone()
         if self._dead is None:
             self._dead = dead
             log.log(logging.INFO if self._stopping else logging.WARNING, "%s", dead)
@@ -335,11 +436,14 @@ class EngineHandle:
         t0 = time.perf_counter()
         pid = self.pid
         self._stopping = True
-        if self._process.is_alive():
+        if not self._gone():
             with contextlib.suppress(ProcessLookupError, OSError):
                 self._process.kill()
-        await asyncio.to_thread(self._process.join, 10)
-        self._forget_if_gone()
+        if self._reaped is not None:
+            try:  # the waiter reaps it; we only wait for what it saw
+                await asyncio.wait_for(self._reaped.wait(), KILL_WAIT_S)
+            except asyncio.TimeoutError:
+                log.error("engine %s did not exit %.0fs after SIGKILL; it stays in the registry", pid, KILL_WAIT_S)
         self._fail_all(EngineDead(f"engine {pid} was stopped", self._process.exitcode))
         log.info("engine %d stopped in %.3fs", pid, time.perf_counter() - t0)
         return self._process.exitcode
@@ -350,7 +454,7 @@ class EngineHandle:
         if self.alive:
             try:
                 await self.request(p.Shutdown(id=0), timeout=timeout)
-                await asyncio.to_thread(self._process.join, timeout)  # type: ignore[union-attr]
+                await asyncio.wait_for(self._reaped.wait(), timeout)  # type: ignore[union-attr]
             except (EngineDead, EngineFailure, asyncio.TimeoutError):
                 pass
         await self.kill()

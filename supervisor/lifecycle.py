@@ -12,6 +12,14 @@ States: ``unloaded`` -> ``loading`` -> ``resident`` <-> ``offloading`` -> ``cach
 -> ``resident``; ``releasing`` -> ``unloaded`` from anywhere; ``failed`` after repeated load failures
 (left only by a release). A stopped or dead engine leaves a ``resident`` model ``cached`` (the
 segment outlives the engine). Every change goes through ``_set`` and its table.
+
+The owner never dies: a batch that fails fails its callers and the loop goes on; a step that
+fails unexpectedly is logged and the next one runs; an owner task that ends anyway (cancelled by
+someone else) is logged, its callers failed, and it is started again. Residency on a device shared
+by several models is granted by ``supervisor.device_arbiter`` (a lease taken before a load or a
+restore, given back when the model leaves the device). Time (``clock``), engines (``launcher``),
+segments and the arbiter are seams: ``tests/sim`` runs this code under a virtual clock with fake
+engines and NVML.
 """
 
 from __future__ import annotations
@@ -25,13 +33,14 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ipc import protocol as p
 from ipc.errors import EngineDead, EngineFailure
-from ipc.weights import SHM_DIR, segment_name, unlink_segment
+from ipc.weights import HostSegments, segment_name
 from supervisor.children import ChildRegistry
+from supervisor.device_arbiter import DeviceArbiter
 from supervisor.engine_handle import EngineHandle, Launcher
 from supervisor.settings import Settings
 
@@ -39,6 +48,8 @@ log = logging.getLogger("dsocr.supervisor.lifecycle")
 
 _STATS_TIMEOUT_S = 2.0
 _OFFLOAD_TIMEOUT_S = 60.0
+_STEP_RETRY_S = 0.1
+_TIMER_SLACK_S = 1e-3  # after a step failed unexpectedly: no hot loop if it keeps failing
 
 
 class State(str, enum.Enum):
@@ -84,6 +95,14 @@ class ServiceClosing(RuntimeError):
     """The service is shutting down and takes no more work."""
 
 
+class OwnerError(RuntimeError):
+    """The model's owner failed in a way it did not expect; it goes on (see the log)."""
+
+
+# what leaving the device means for its lease (see supervisor.device_arbiter)
+_OFF_DEVICE = frozenset({State.CACHED, State.UNLOADED, State.FAILED})
+
+
 PartialHandler = Callable[[str], None]
 
 
@@ -94,7 +113,7 @@ class _Request:
     future: asyncio.Future[dict[str, Any]]
     on_partial: PartialHandler | None = None
     keep_alive: float | None = None
-    queued: float = field(default_factory=time.monotonic)
+    queued: float = 0.0
 
 
 @dataclass(eq=False)
@@ -104,10 +123,6 @@ class _Control:
     future: asyncio.Future[Any]
 
 
-async def _no_room_needed(lifecycle: ModelLifecycle, needed_bytes: int | None) -> None:
-    return None
-
-
 class ModelLifecycle:
     def __init__(
         self,
@@ -115,9 +130,12 @@ class ModelLifecycle:
         settings: Settings,
         device: str,
         launcher: Launcher | None = None,
-        make_room: Callable[[ModelLifecycle, int | None], Awaitable[None]] | None = None,
+        arbiter: DeviceArbiter | None = None,
         registry: ChildRegistry | None = None,
         on_engine_killed: Callable[[int, str], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        segments: HostSegments | None = None,
+        make_engine: Callable[..., EngineHandle] = EngineHandle,
     ) -> None:
         self.model = model
         self.settings = settings
@@ -128,17 +146,24 @@ class ModelLifecycle:
         self.engine: EngineHandle | None = None
         self.launcher = launcher  # None: a plain spawn (the zygote's fork when the service has one)
         self.registry = registry if registry is not None else ChildRegistry()
-        # asks the service to offload other models from the device first (several models)
-        self._make_room = make_room or _no_room_needed
+        # grants residency on a device shared with other models; None: the device is ours alone
+        self.arbiter = arbiter
+        self.clock = clock
+        self.segments = segments if segments is not None else HostSegments()
+        self._make_engine = make_engine
+        self.on_transition: Callable[[State, State], None] | None = None  # observers (tests/sim)
         # after a CUDA engine is killed: wait for its memory to come back (NVML)
         self._on_engine_killed = on_engine_killed
         self._requests: collections.deque[_Request] = collections.deque()
         self._controls: collections.deque[_Control] = collections.deque()
         self._wake = asyncio.Event()
         self._running: list[_Request] = []  # the batch the engine runs now
+        self._serving: _Control | None = None  # the control command the owner runs now
         self._owner: asyncio.Task[None] | None = None
         self._closing = False
-        self.last_used = time.monotonic()
+        self.owner_restarts = 0
+        self._interrupted = False  # an owner ended mid-step: the next one recovers first
+        self.last_used = clock()
         self._cached_since: float | None = None
         self._keep_alive: float | None = None  # the last request's keep_alive, until the next one
         self._fresh_engine = False  # its first inference gets a double budget (cold caches)
@@ -156,6 +181,51 @@ class ModelLifecycle:
 
     def start(self) -> None:
         self._owner = asyncio.create_task(self._run(), name=f"owner-{self.model}")
+        self._owner.add_done_callback(self._owner_ended)
+
+    def _owner_ended(self, task: asyncio.Task[None]) -> None:
+        """The owner ends only by ``close()``; anything else is logged, answered, and restarted."""
+        if self._closing or task is not self._owner:
+            return
+        why = "cancelled" if task.cancelled() else repr(task.exception())
+        log.error("%s: owner task ended unexpectedly (%s); failing its callers and restarting it", self.model, why)
+        error = OwnerError(f"{self.model}: the model's owner stopped unexpectedly; it was restarted")
+        for request in self._running:
+            _settle(request.future, error)
+        self._running = []
+        if self._serving is not None:
+            _settle(self._serving.future, error)
+            self._serving = None
+        self._fail_waiting(error)
+        self.owner_restarts += 1
+        self._interrupted = True  # the new owner first puts the model back on solid ground
+        self.start()
+
+    async def _recover(self) -> None:
+        """After an interrupted owner: no engine we cannot trust, and a state that is not half-way."""
+        self._interrupted = False
+        if self.state in (State.UNLOADED, State.CACHED, State.FAILED) and (self.engine is None or self.engine_alive):
+            return
+        await self._kill_engine()
+        self._walk_to(State.CACHED if self._segment_exists() else State.UNLOADED)
+        log.warning("%s: recovered to %s after its owner was interrupted", self.model, self.state.value)
+
+    def _walk_to(self, target: State) -> None:
+        """Change state to ``target`` by the shortest way ``ALLOWED`` has (every step observed)."""
+        paths: dict[State, list[State]] = {self.state: []}
+        frontier = [self.state]
+        while frontier and target not in paths:
+            state = frontier.pop(0)
+            for nxt in sorted(ALLOWED[state], key=lambda s: s.value):
+                if nxt not in paths:
+                    paths[nxt] = [*paths[state], nxt]
+                    frontier.append(nxt)
+        for state in paths.get(target, []):
+            self._set(state)
+
+    @property
+    def owner_alive(self) -> bool:
+        return self._owner is not None and not self._owner.done()
 
     def admits(self) -> bool:
         """Whether a new request would find room in the queue now (checked before reading a body)."""
@@ -188,7 +258,7 @@ class ModelLifecycle:
             self.refused_total += 1
             raise QueueFull(f"{len(self._requests)} requests already waiting for {self.model}")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._requests.append(_Request(image, options, future, on_partial, keep_alive))
+        self._requests.append(_Request(image, options, future, on_partial, keep_alive, self.clock()))
         self._wake.set()
         return await future  # cancelled: the owner skips it (waiting) or drops its result (running)
 
@@ -223,7 +293,9 @@ class ModelLifecycle:
             await asyncio.gather(self._owner, return_exceptions=True)
         # whatever happened above, nothing of the model may outlive the service
         await self._kill_engine()
-        unlink_segment(self.segment)
+        self.segments.unlink(self.segment)
+        if self.state is not State.UNLOADED:  # cut short mid-transition: no lease, no half state
+            self._walk_to(State.UNLOADED)
         closing_error = ServiceClosing("the server is shutting down")
         for request in self._running:  # a batch cut short by the grace period: answer its callers
             _settle(request.future, closing_error)
@@ -245,25 +317,30 @@ class ModelLifecycle:
     # -- the owner ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            while True:
-                await self._reap_dead_engine()
-                if self._controls:
-                    control = self._controls.popleft()
-                    if await self._serve_control(control):
-                        return
-                    continue
-                batch = self._take_batch()
-                if batch:
-                    await self._serve_batch(batch)
-                    continue
-                await self._idle()
-        except asyncio.CancelledError:
-            raise
-        except BaseException:  # the owner must never die silently: fail what waits, then re-raise
-            log.exception("%s: owner task failed", self.model)
-            self._fail_waiting(RuntimeError(f"{self.model}: internal error in the model's owner"))
-            raise
+        if self._interrupted:
+            await self._recover()
+        while True:
+            try:
+                if await self._step():
+                    return
+            except Exception:  # never the end of the owner: whoever the step served was answered
+                log.exception("%s: owner step failed; going on", self.model)
+                await asyncio.sleep(_STEP_RETRY_S)
+
+    async def _step(self) -> bool:
+        """One thing: a control command, a batch, or an idle wait. True after ``close``."""
+        await self._reap_dead_engine()
+        if self._controls:
+            control = self._serving = self._controls.popleft()
+            last = await self._serve_control(control)  # answers it; cancelled: _owner_ended does
+            self._serving = None
+            return last
+        batch = self._take_batch()
+        if batch:
+            await self._serve_batch(batch)
+        else:
+            await self._idle()
+        return False
 
     async def _idle(self) -> None:
         """Sleep until a command or a request comes, or the next timer is due; then act on it."""
@@ -271,7 +348,7 @@ class ModelLifecycle:
         if self._controls or self._requests:
             return
         due = self._next_deadline()
-        timeout = None if due is None else max(0.0, due - time.monotonic())
+        timeout = None if due is None else max(0.0, due - self.clock())
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except asyncio.TimeoutError:
@@ -294,12 +371,14 @@ class ModelLifecycle:
         if self.state is State.CACHED and self.engine is not None and engine_idle > 0:
             deadlines.append(max(self._cached_since or 0.0, self.last_used) + engine_idle)
         if self.engine is not None:  # notice an engine that died while idle, within a second
-            deadlines.append(time.monotonic() + 1.0)
+            deadlines.append(self.clock() + 1.0)
         return min(deadlines) if deadlines else None
 
     async def _expire(self) -> None:
         """A timer is due: decide again with the facts now (the owner alone changes them)."""
-        now = time.monotonic()
+        # a timer fires at its deadline give or take a rounding: without the slack, `now - last_used`
+        # can fall a hair short of `idle` and the owner spins on zero-length waits (found by tests/sim)
+        now = self.clock() + _TIMER_SLACK_S
         idle = self._idle_timeout()
         try:
             if self.state is State.RESIDENT and idle is not None and now - self.last_used >= idle:
@@ -345,7 +424,7 @@ class ModelLifecycle:
         if self.state is State.FAILED:
             raise ModelFailed(self._failed_message())
         await self._ensure_resident()
-        self.last_used = time.monotonic()
+        self.last_used = self.clock()
         return True
 
     # -- batches --------------------------------------------------------------------------
@@ -364,38 +443,44 @@ class ModelLifecycle:
         return batch
 
     async def _serve_batch(self, batch: list[_Request]) -> None:
+        """Run ``batch`` and answer every one of its callers, whatever happens."""
         self._running = batch
         outcomes: list[tuple[_Request, Any]] = []
         try:
-            if self.state is State.FAILED:
-                raise ModelFailed(self._failed_message())
-            try:
-                engine = await self._ensure_resident()
-            except Exception as exc:
-                outcomes = [(request, exc) for request in batch]
-                return
-            if len(batch) > self._max_batch():  # the limit is known only after the first load
-                self._requests.extendleft(reversed(batch[self._max_batch() :]))
-                batch = batch[: self._max_batch()]
-                self._running = batch
-            try:
-                outcomes = await self._run_batch(engine, batch)
-            except Exception as exc:  # not the engine's answer (an oversized frame...): these fail alone
-                log.exception("%s: batch of %d failed", self.model, len(batch))
-                outcomes = [(request, exc) for request in batch]
+            outcomes = await self._batch_outcomes(batch)
             if not self._requests:
                 # before the answers: with `after-request`, a client that gets its answer finds
                 # the model already cached (the upstream's behaviour)
                 await self._after_batch()
         finally:
-            self._running = []
-            self.last_used = time.monotonic()
+            running, self._running = self._running, []
+            self.last_used = self.clock()
             for request, outcome in outcomes:
                 _settle(request.future, outcome)
+            unanswered = OwnerError(f"{self.model}: the batch was cut short; see the server log")
+            for request in running:  # an unexpected error or a cancellation: still an answer
+                _settle(request.future, unanswered)
+
+    async def _batch_outcomes(self, batch: list[_Request]) -> list[tuple[_Request, Any]]:
+        if self.state is State.FAILED:
+            error = ModelFailed(self._failed_message())
+            return [(request, error) for request in batch]
+        try:
+            engine = await self._ensure_resident()
+        except Exception as exc:
+            return [(request, exc) for request in batch]
+        if len(batch) > self._max_batch():  # the limit is known only after the first load
+            self._requests.extendleft(reversed(batch[self._max_batch() :]))
+            del batch[self._max_batch() :]
+        try:
+            return await self._run_batch(engine, batch)
+        except Exception as exc:  # not the engine's answer (an oversized frame...): these fail alone
+            log.exception("%s: batch of %d failed", self.model, len(batch))
+            return [(request, exc) for request in batch]
 
     async def _run_batch(self, engine: EngineHandle, batch: list[_Request]) -> list[tuple[_Request, Any]]:
         """Run ``batch`` in the engine; each request's result or error, to be settled by the caller."""
-        t0 = time.perf_counter()
+        t0 = self.clock()
         stream = any(r.on_partial is not None for r in batch)
 
         def partial(index: int, text: str) -> None:
@@ -418,7 +503,7 @@ class ModelLifecycle:
             return [(request, exc) for request in batch]
         except EngineFailure as exc:  # the whole message failed (not loaded, protocol...)
             return [(request, exc) for request in batch]
-        seconds = time.perf_counter() - t0
+        seconds = self.clock() - t0
         self.batches[len(batch)] += 1
         results = reply.get("results", [])
         outcomes: list[tuple[_Request, Any]] = []
@@ -430,7 +515,7 @@ class ModelLifecycle:
             self._note_memory(result)
             timing = result.setdefault("timing", {})
             timing["engine_s"] = seconds
-            timing["queue_s"] = round(time.monotonic() - request.queued - seconds, 6)
+            timing["queue_s"] = round(self.clock() - request.queued - seconds, 6)
             outcomes.append((request, result))
         if len(batch) > 1:
             log.debug("%s: batch of %d in %.3fs", self.model, len(batch), seconds)
@@ -456,12 +541,19 @@ class ModelLifecycle:
     def _set(self, state: State) -> None:
         if state not in ALLOWED[self.state]:
             raise InvalidTransition(f"{self.model}: {self.state.value} -> {state.value}")
-        self.state = state
+        before, self.state = self.state, state
         if state is State.CACHED:
-            self._cached_since = time.monotonic()
+            self._cached_since = self.clock()
+        if self.arbiter is not None:
+            if state in _OFF_DEVICE:
+                self.arbiter.give_back(self)
+            elif state is State.RESIDENT:
+                self.arbiter.settle(self)
+        if self.on_transition is not None:
+            self.on_transition(before, state)
 
     def _done(self, name: str, t0: float, detail: str = "") -> None:
-        seconds = time.perf_counter() - t0
+        seconds = self.clock() - t0
         self.transitions[name] += 1
         self.transition_seconds[name] += seconds
         pid = self.engine.pid if self.engine else None
@@ -479,14 +571,14 @@ class ModelLifecycle:
         return self.engine is not None and self.engine.alive
 
     def _segment_exists(self) -> bool:
-        return (SHM_DIR / self.segment).exists()
+        return self.segments.exists(self.segment)
 
     # -- engine ---------------------------------------------------------------------------
 
     async def _ensure_engine(self) -> EngineHandle:
         await self._reap_dead_engine()
         if self.engine is None:
-            handle = EngineHandle(
+            handle = self._make_engine(
                 log_level=self.settings.log_level,
                 boot_timeout=self.settings.boot_timeout,
                 threads=self.settings.engine_threads,
@@ -540,15 +632,20 @@ class ModelLifecycle:
             log.warning("%s: segment %s vanished; loading again", self.model, self.segment)
             await self._kill_engine()
         restoring = self.state is State.CACHED and self._segment_exists()
-        await self._make_room(self, self.shared_memory_bytes if restoring else None)
-        if restoring:
-            await self._restore()
-        else:
-            await self._load()
+        if self.arbiter is not None:
+            await self.arbiter.acquire(self, self.shared_memory_bytes if restoring else None)
+        try:
+            if restoring:
+                await self._restore()
+            else:
+                await self._load()
+        finally:
+            if self.arbiter is not None and self.state in _OFF_DEVICE:
+                self.arbiter.give_back(self)  # it never got on the device (cancelled before a change)
         return self.engine  # type: ignore[return-value]
 
     async def _load(self) -> None:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self._set(State.LOADING)
         try:
             engine = await self._ensure_engine()
@@ -557,7 +654,7 @@ class ModelLifecycle:
         except BaseException as exc:
             # nothing half-done: no engine state we cannot trust, no half-written segment
             await self._kill_engine()
-            unlink_segment(self.segment)
+            self.segments.unlink(self.segment)
             self._load_failed(exc)
             raise
         self.load_failures, self.failure = 0, None
@@ -580,7 +677,7 @@ class ModelLifecycle:
             log.warning("%s: load failed (%d in a row): %s", self.model, self.load_failures, self.failure)
 
     async def _restore(self) -> None:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self._set(State.RESTORING)
         try:
             engine = await self._ensure_engine()
@@ -598,7 +695,7 @@ class ModelLifecycle:
         await self._reap_dead_engine()
         if self.state is not State.RESIDENT:
             return False
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self._set(State.OFFLOADING)
         try:
             result = await self.engine.request(p.Offload(0, self.model), timeout=_OFFLOAD_TIMEOUT_S)  # type: ignore[union-attr]
@@ -613,7 +710,7 @@ class ModelLifecycle:
     async def _stop(self, reason: str) -> bool:
         if self.engine is None:
             return False
-        t0 = time.perf_counter()
+        t0 = self.clock()
         await self._kill_engine()
         if self.state is State.RESIDENT:
             self._set(State.CACHED)
@@ -621,11 +718,11 @@ class ModelLifecycle:
         return True
 
     async def _release(self, reason: str) -> None:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self._set(State.RELEASING)
         try:
             await self._kill_engine()
-            unlink_segment(self.segment)
+            self.segments.unlink(self.segment)
         finally:
             self._set(State.UNLOADED)
             self._cached_since = None
@@ -636,7 +733,7 @@ class ModelLifecycle:
 
     @property
     def idle_time(self) -> float:
-        return 0.0 if self.busy else time.monotonic() - self.last_used
+        return 0.0 if self.busy else self.clock() - self.last_used
 
     @property
     def busy(self) -> bool:
@@ -652,10 +749,7 @@ class ModelLifecycle:
 
     @property
     def shared_memory_bytes(self) -> int:
-        try:
-            return (SHM_DIR / self.segment).stat().st_size
-        except OSError:
-            return 0
+        return self.segments.size(self.segment)
 
     async def live_device_memory(self) -> dict[str, int]:
         """The engine's allocator figures now (answered even during an inference); stored nowhere,
@@ -681,10 +775,6 @@ class ModelLifecycle:
     def queue_waiting(self) -> int:
         """Requests waiting for the engine (not those it runs)."""
         return len(self._requests)
-
-    @property
-    def queue_running(self) -> int:
-        return len(self._running)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -18,7 +18,7 @@ from ipc.cache import CacheDirError, cache_root, check_cache_dir
 from ipc.catalog import MODEL_NAMES, option_error
 from supervisor import gpus
 from supervisor.children import ChildRegistry
-from supervisor.device_room import DeviceRoom
+from supervisor.device_arbiter import DeviceArbiter
 from supervisor.lifecycle import ModelLifecycle
 from supervisor.metrics import ServiceMetrics
 from supervisor.settings import Settings
@@ -56,7 +56,7 @@ class Service:
         self.device, self.gpu = gpus.resolve_device(settings.device)
         self.children = ChildRegistry()
         self.lifecycles: dict[str, ModelLifecycle] = {}
-        self.room = DeviceRoom(self.lifecycles, self._gpu_free_bytes)
+        self.arbiter = DeviceArbiter(self.lifecycles, self._gpu_free_bytes)
         self.closing = False
         self.draining = False  # SIGTERM received: /ready answers 503 while requests still run
         self.preloading: set[str] = set()  # models --preload is loading: /ready waits for them
@@ -69,17 +69,21 @@ class Service:
                 settings,
                 self.device,
                 launcher=self.zygote.launch,
-                make_room=self.room.make_room,
+                arbiter=self.arbiter,
                 registry=self.children,
                 on_engine_killed=self._wait_gpu_memory_back,
             )
         self.metrics = ServiceMetrics(lambda: self.lifecycles)
 
-    def _gpu_free_bytes(self) -> int | None:
+    async def _gpu_free_bytes(self) -> int | None:
         if self.gpu is None:
             return None
+        return await asyncio.to_thread(self._gpu_free_bytes_now, self.gpu.index)
+
+    @staticmethod
+    def _gpu_free_bytes_now(index: int) -> int | None:
         try:
-            return next((g.free_bytes for g in gpus.list_gpus() if g.index == self.gpu.index), None)
+            return next((g.free_bytes for g in gpus.list_gpus() if g.index == index), None)
         except gpus.NoGpu:
             return None
 

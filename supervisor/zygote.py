@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from multiprocess import resource_tracker
 from multiprocess.connection import Connection
 
 from supervisor.children import ChildRegistry, private_rss_bytes
@@ -279,12 +280,18 @@ class Zygote:
             log.info("zygote %d ready in %.3fs", proc.pid, time.perf_counter() - t0)
         return proc.up
 
-    def launch(self, spec: EngineSpec) -> Launched:
-        """A launcher: fork from the zygote when it is up, else a plain spawn. Quick either way."""
+    async def launch(self, spec: EngineSpec) -> Launched:
+        """A launcher: fork from the zygote when it is up, else a plain spawn.
+
+        The fork's round trip runs in a worker thread: a stuck zygote (stopped, or busy with a
+        ``debug`` request) costs the caller up to ``fork_timeout``, never the event loop (#20).
+        The zygote, not that thread, is the engine's parent, so ``PR_SET_PDEATHSIG`` is unaffected;
+        the spawn fallback forks from us and so runs in the event loop's thread.
+        """
         proc = self._proc
         if proc is not None and proc.up:
             try:
-                launched = proc.fork(spec, self.fork_timeout)
+                launched = await asyncio.to_thread(proc.fork, spec, self.fork_timeout)
             except ZygoteUnavailable as exc:
                 log.warning("%s; spawning the engine instead", exc)
                 proc.kill()  # a zygote that does not fork is replaced (see _died)
@@ -292,7 +299,15 @@ class Zygote:
                 self.forks += 1
                 return launched
         self.fallback_spawns += 1
-        return spawn_launcher(spec)
+        launched = spawn_launcher(spec)
+        self._register_resource_tracker()
+        return launched
+
+    def _register_resource_tracker(self) -> None:
+        """``spawn`` starts multiprocess's resource tracker once: a child of ours like any other."""
+        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+        if self._registry is not None and pid is not None and pid not in self._registry:
+            self._registry.add(pid, "resource-tracker")
 
     launcher = launch
 
