@@ -44,9 +44,10 @@ def child_pids(pid: int) -> list[int]:
     return [int(x) for x in raw.split()]
 
 
-def descendants(pid: int) -> set[int]:
-    """Live processes below ``pid`` (children of every thread, recursively), but multiprocess's
-    resource tracker: engines, and engines forked by a zygote."""
+def descendants(pid: int, with_tracker: bool = True) -> set[int]:
+    """Live processes below ``pid`` (children of every thread, recursively): the zygote, engines,
+    engines forked by a zygote, and multiprocess's resource tracker (which a spawned engine
+    starts; the registry lists it) unless ``with_tracker`` is false."""
     found: set[int] = set()
     stack = [pid]
     while stack:
@@ -67,7 +68,7 @@ def descendants(pid: int) -> set[int]:
                     cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"resource_tracker" in cmdline or not pid_alive(child):
+                if (not with_tracker and b"resource_tracker" in cmdline) or not pid_alive(child):
                     continue
                 found.add(child)
                 stack.append(child)
@@ -110,7 +111,7 @@ class Server:
             raise RuntimeError(f"server not up in {timeout}s")
 
     def engine_pids(self) -> list[int]:
-        pids = sorted(descendants(self.pid))
+        pids = sorted(descendants(self.pid, with_tracker=False))
         self._engines.update(pids)
         return pids
 
