@@ -85,7 +85,9 @@ async def test_ocr_stop_release_cycles_leave_no_engine_behind() -> None:
             await post_json(s, f"{server.url}/gpu/release")
             st = await get_json(s, f"{server.url}/gpu/status")
             assert [c for c in st["children"] if c["role"] == "engine"] == [] and st["engine_pid"] is None
-            assert wait_until(lambda: not any(_is_engine(pid) for pid in descendants(server.pid, with_tracker=False)), 10)
+            assert wait_until(
+                lambda: not any(_is_engine(pid) for pid in descendants(server.pid, with_tracker=False)), 10
+            )
             assert segments_of(server.pid) == []
 
 
@@ -120,6 +122,33 @@ async def test_repeated_load_failures_make_the_model_failed_until_a_release(tmp_
             assert code == 503 and str(missing) in body["error"]
         log = server.output()
         assert "never retrieved" not in log and "Traceback" not in log, log[-3000:]
+
+
+async def test_concurrent_requests_during_the_last_load_failure_are_answered_and_release_recovers(
+    tmp_path: Path,
+) -> None:
+    # v0.2's owner died in the batch after the 3rd failure: queued requests and the release hung (#20)
+    from tests.tiny_deepseek import build_tiny
+
+    checkpoint = tmp_path / "arrives-later"
+    args = ("--model", "deepseek-ocr-2", "--model-option", f"deepseek-ocr-2.model_path={checkpoint}",
+            "--model-option", "deepseek-ocr-2.max_new_tokens=4", "--max-load-failures", "3")  # fmt: skip
+    with running_server(*args) as server:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+            answers = await asyncio.wait_for(asyncio.gather(*(post_ocr(s, server.url, TINY) for _ in range(8))), 90)
+            assert all(code == 503 for code, _ in answers), answers
+            st = await get_json(s, f"{server.url}/gpu/status")
+            assert st["state"] == "failed", st
+            t0 = time.monotonic()
+            async with s.post(f"{server.url}/gpu/release?model=deepseek-ocr-2") as resp:
+                assert resp.status == 200, await resp.text()
+            assert time.monotonic() - t0 < 10
+            build_tiny(checkpoint)  # the weights are there now
+            code, body = await post_ocr(s, server.url, TINY, prompt_type="free")
+            assert code == 200 and body["success"], body
+            assert (await get_json(s, f"{server.url}/gpu/status"))["state"] == "resident"
+        log = server.output()
+        assert "owner step failed" not in log and "never retrieved" not in log, log[-3000:]
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
