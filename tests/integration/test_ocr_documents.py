@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import orjson
 import pypdfium2 as pdfium
 import pytest
 from lxml import etree
@@ -97,6 +98,20 @@ async def test_alto_of_a_pdf_has_its_pages_lines_and_words(server) -> None:
         assert schema.validate(doc), schema.error_log
 
 
+def _rotated(pdf: bytes, rotate: int) -> bytes:
+    """``pdf`` with every page's /Rotate set (shown turned clockwise; its text then reads sideways)."""
+    if not rotate:
+        return pdf
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        for page in doc.pages:
+            page.obj.Rotate = rotate
+        out = io.BytesIO()
+        doc.save(out)
+    return out.getvalue()
+
+
 def _render(pdf: bytes, dpi: int = 72) -> list[np.ndarray]:
     doc = pdfium.PdfDocument(pdf)
     try:
@@ -105,41 +120,49 @@ def _render(pdf: bytes, dpi: int = 72) -> list[np.ndarray]:
         doc.close()
 
 
-def _pdftotext_words(pdf: bytes, tmp_path: Path) -> list[list[tuple[str, float, float, float, float]]]:
-    """Each page's words with their boxes, as fractions of the page, from ``pdftotext -bbox``."""
+def _pdftotext_words(pdf: bytes, tmp_path: Path, rotate: int = 0) -> list[list[tuple[str, float, float, float, float]]]:
+    """Each page's words with their boxes, as fractions of the page as shown, from ``pdftotext
+    -bbox`` (which gives a turned page's words as shown, but its size unturned)."""
     path = tmp_path / "out.pdf"
     path.write_bytes(pdf)
     html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, check=True, text=True).stdout
     pages = []
     for page in re.findall(r'<page width="([\d.]+)" height="([\d.]+)">(.*?)</page>', html, re.S):
         w, h = float(page[0]), float(page[1])
+        w, h = (h, w) if rotate in (90, 270) else (w, h)
         words = re.findall(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)<', page[2])
         pages.append([(t, float(a) / w, float(b) / h, float(c) / w, float(d) / h) for a, b, c, d, t in words])
     return pages
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is installed by make test")
-async def test_searchable_pdf_keeps_the_pages_and_puts_the_text_on_its_lines(server, tmp_path: Path) -> None:
-    pdf = scanned_pdf([render_text(lines) for lines in PAGES])
+@pytest.mark.parametrize("rotate", [0, 90])
+async def test_searchable_pdf_keeps_the_pages_and_puts_the_text_on_its_lines(server, tmp_path: Path, rotate) -> None:
+    pdf = _rotated(scanned_pdf([render_text(lines) for lines in PAGES]), rotate)
     status, kind, body = await post(server.url, "/ocr-pdf", pdf, "doc.pdf", output="pdf")
     assert status == 200 and kind == "application/pdf", body[:300]
     before, after = _render(pdf), _render(body)
     assert len(after) == len(before) == 2
     assert all(np.array_equal(a, b) for a, b in zip(before, after))  # the text layer shows nothing
     status, _, raw = await post(server.url, "/ocr", pdf, "doc.pdf")
-    import orjson
-
     answer = orjson.loads(raw)
-    for page, words in zip(answer["pages"], _pdftotext_words(body, tmp_path)):
+    for page, words in zip(answer["pages"], _pdftotext_words(body, tmp_path, rotate)):
         w, h = page["image_dims"]["w"], page["image_dims"]["h"]
         assert " ".join(t for t, *_ in words) == " ".join(line["text"] for line in page["lines"])
         for line in page["lines"]:
             xs, ys = [p[0] / w for p in line["box"]], [p[1] / h for p in line["box"]]
-            mine = [wd for wd in words if wd[0] in line["text"].split() and abs(wd[2] - min(ys)) < 0.1]
-            assert mine, (line, words)
-            # the line's words span the line box, within 2% of the page
-            assert abs(min(wd[1] for wd in mine) - min(xs)) <= 0.02 and abs(max(wd[3] for wd in mine) - max(xs)) <= 0.02
-            assert abs(min(wd[2] for wd in mine) - min(ys)) <= 0.02 and abs(max(wd[4] for wd in mine) - max(ys)) <= 0.02
+            # the words whose centres fall in the line's box (2% wider) are the line's, and span it
+            inside = [wd for wd in words if min(xs) - 0.02 <= (wd[1] + wd[3]) / 2 <= max(xs) + 0.02
+                      and min(ys) - 0.02 <= (wd[2] + wd[4]) / 2 <= max(ys) + 0.02]  # fmt: skip
+            assert [wd[0] for wd in inside] == line["text"].split(), (line, words)
+            assert (
+                abs(min(wd[1] for wd in inside) - min(xs)) <= 0.02
+                and abs(max(wd[3] for wd in inside) - max(xs)) <= 0.02
+            )
+            assert (
+                abs(min(wd[2] for wd in inside) - min(ys)) <= 0.02
+                and abs(max(wd[4] for wd in inside) - max(ys)) <= 0.02
+            )
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is installed by make test")
