@@ -1,14 +1,17 @@
-"""OCRmyPDF with Tesseract against OCRmyPDF with the dsocr plugin (ppocr on a dsocr server), on the
-same scans: seconds per page and word recall.
+"""OCRmyPDF with Tesseract, with the dsocr plugin (ppocr on a dsocr server) and with
+``ocrmypdf-rapidocr`` (RapidOCR in every OCRmyPDF worker), on the same scans: seconds per page and
+word recall.
 
 Scans: OCRmyPDF's own ``linn.pdf`` (300 dpi, two columns; its transcript ``linn.txt`` is the
 reference, fetched with its sdist into ``.cache/ocrmypdf``) and ``--pages`` rendered letter pages of
 known text (150 dpi, DejaVu Sans, one PDF). Each engine runs every file with ``--jobs``, ``--output-type
 pdf --force-ocr``; dsocr's server is started once (``dsocr serve --device --max-batch``) and warmed on
-one page first, so the figures are those of a running service. Recall: the share of the reference's
+one page first, so the figures are those of a running service. ``ocrmypdf-rapidocr`` 1.0.1 runs in
+its own venv (``--rapidocr-venv``, default ``.cache/ocrmypdf/rapidocr-venv``, made by this script
+with pip when missing; never the project's), skipped with the reason when it does not install. Recall: the share of the reference's
 words (lower case, letters and digits, with counts) that ``pdftotext`` finds in the output.
 
-    .venv/bin/python bench/ocrmypdf.py --json [--pages 10] [--jobs 2] [--device cpu]
+    .venv/bin/python bench/ocrmypdf.py --json [--pages 10] [--jobs 2] [--device cpu] [--no-rapidocr]
 """
 
 from __future__ import annotations
@@ -96,10 +99,22 @@ def rendered_scan(pages: int, seed: int = 7) -> tuple[bytes, str]:
     return path.read_bytes(), "\n".join(text)
 
 
-def run(engine_args: list[str], source: Path, out: Path, jobs: int) -> float:
+RAPIDOCR = ["ocrmypdf==17.13.0", "ocrmypdf-rapidocr==1.0.1"]
+
+
+def rapidocr_python(venv: Path) -> Path:
+    """The venv's python with ``ocrmypdf-rapidocr``, installed on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *RAPIDOCR], check=True, timeout=1800)
+    return python
+
+
+def run(engine_args: list[str], source: Path, out: Path, jobs: int, python: str = sys.executable) -> float:
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "ocrmypdf", *engine_args, "--jobs", str(jobs), "--output-type", "pdf",
+        [python, "-m", "ocrmypdf", *engine_args, "--jobs", str(jobs), "--output-type", "pdf",
          "--force-ocr", str(source), str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -114,6 +129,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-batch", default=None, help="dsocr serve --max-batch (default: the device's)")
+    parser.add_argument("--rapidocr-venv", type=Path, default=ROOT / ".cache" / "ocrmypdf" / "rapidocr-venv")
+    parser.add_argument("--no-rapidocr", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -130,11 +147,19 @@ def main() -> None:
     with running_server(*serve) as server:
         plugin = ["--plugin", "dsocr_ocrmypdf", "--dsocr-url", server.url]
         run(plugin, folder / "linn.pdf", work / "warm.pdf", 1)  # the model loads once, before timing
-        for engine, extra in (("tesseract", []), ("dsocr", plugin)):
+        engines = [("tesseract", [], sys.executable), ("dsocr", plugin, sys.executable)]
+        if not args.no_rapidocr:
+            try:
+                engines.append(
+                    ("rapidocr", ["--plugin", "ocrmypdf_rapidocr"], str(rapidocr_python(args.rapidocr_venv)))
+                )
+            except (subprocess.SubprocessError, OSError) as exc:
+                results["rapidocr"] = {"error": f"ocrmypdf-rapidocr did not install: {exc}"}
+        for engine, extra, python in engines:
             per_file = {}
             for name, (source, reference, pages) in files.items():
                 out = work / f"{engine}-{name}.pdf"
-                seconds = run(extra, source, out, args.jobs)
+                seconds = run(extra, source, out, args.jobs, python)
                 per_file[name] = {
                     "pages": pages,
                     "seconds": round(seconds, 2),
@@ -147,18 +172,20 @@ def main() -> None:
                 "seconds_per_page": round(sum(f["seconds"] for f in per_file.values()) / total_pages, 3),
                 "word_recall": round(sum(f["word_recall"] * f["pages"] for f in per_file.values()) / total_pages, 4),
             }
-    results["speedup_dsocr_vs_tesseract"] = round(
-        results["tesseract"]["seconds_per_page"] / results["dsocr"]["seconds_per_page"], 2
-    )
+    for other in ("tesseract", "rapidocr"):
+        if "seconds_per_page" in results.get(other, {}):
+            results[f"speedup_dsocr_vs_{other}"] = round(
+                results[other]["seconds_per_page"] / results["dsocr"]["seconds_per_page"], 2
+            )
     results["settings"] = {"pages": args.pages, "jobs": args.jobs, "device": args.device}
     if args.json:
         print(json.dumps(results))
         return
     print(f"{'engine':<10} {'file':<10} {'pages':>5} {'s/page':>8} {'recall':>7}")
-    for engine in ("tesseract", "dsocr"):
-        for name, f in results[engine]["files"].items():
+    for engine in ("tesseract", "dsocr", "rapidocr"):
+        for name, f in results.get(engine, {}).get("files", {}).items():
             print(f"{engine:<10} {name:<10} {f['pages']:>5} {f['seconds_per_page']:>8.2f} {f['word_recall']:>7.3f}")
-    print(f"dsocr is {results['speedup_dsocr_vs_tesseract']}x Tesseract's speed per page")
+    print({k: v for k, v in results.items() if k.startswith("speedup")})
 
 
 if __name__ == "__main__":
