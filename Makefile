@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 CRD_SCHEMAS := tests/deploy/node/node_modules/.package-lock.json
 
-.PHONY: install lint browser deploy-tools test bench clean
+.PHONY: install lint browser deploy-tools pdf-tools test bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ deploy-tools: $(CRD_SCHEMAS)
 	# start_gpu.sh and test_gpu_management.sh are linted by tests/integration/test_scripts.py
 	command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
 
+# searchable PDFs and the OCRmyPDF plugin: pdftotext (poppler), Tesseract (the baseline OCRmyPDF
+# is compared with) and Ghostscript (OCRmyPDF's PDF/A), from Debian, only when missing
+pdf-tools:
+	command -v pdftotext >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils; }
+	command -v tesseract >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; }
+	command -v gs >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ghostscript; }
+
 $(CRD_SCHEMAS): tests/deploy/node/package.json tests/deploy/node/package-lock.json
 	npm ci --prefix tests/deploy/node --no-audit --no-fund --loglevel=error
 
@@ -44,7 +51,7 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "chromium is missing: 'sudo apt-get install -y chromium' (the page's browser tests need it)" >&2; exit 1; fi; }
 
-test: $(STAMP) lint browser deploy-tools
+test: $(STAMP) lint browser deploy-tools pdf-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -20,7 +20,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from ipc.catalog import MODEL_NAMES, model_info
 from supervisor import client
-from supervisor.ocr_output import FORMATS, output_paths, render
+from supervisor.ocr_output import DOCUMENTS, FORMATS, output_paths, render, render_document
 from supervisor.settings import OFFLOAD_POLICIES, Settings, env_float, env_int
 
 NO_GPU_EXIT = 3
@@ -414,7 +414,8 @@ def _read_here(files: tuple[Path, ...], fields: dict[str, str], device: str,
 @click.option("--model-option", "model_options", multiple=True, metavar="MODEL.KEY=VALUE",
               help="An adapter option for local runs, e.g. deepseek-ocr-2.model_path=/models/ds2.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="text (default), md (markdown) or json; PDF pages are marked '--- Page N ---'.")  # fmt: skip
+              help="text (default), md (markdown), json; hocr, alto (documents with word boxes), pdf "
+                   "(a searchable PDF: to -o DIR, or stdout). PDF pages are marked '--- Page N ---'.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one file per input into this folder (name.txt, name.md or name.json).")  # fmt: skip
@@ -439,6 +440,14 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
         if isinstance(result, Exception):
             failed += 1
             click.echo(f"{path}: error: {_one_line(result)}", err=True)
+        elif fmt in DOCUMENTS:
+            document = render_document(path, result, fmt)
+            if out_dir is not None:
+                targets[path].write_bytes(document)
+                click.echo(str(targets[path]))
+            else:
+                sys.stdout.buffer.write(document)
+                sys.stdout.flush()
         elif out_dir is not None:
             targets[path].write_text(render(path, result, fmt, indent=True) + "\n", encoding="utf-8")
             click.echo(str(targets[path]))

@@ -1,4 +1,5 @@
-"""How ``dsocr ocr`` writes a result: text, markdown or JSON, to stdout or one file per input."""
+"""How ``dsocr ocr`` writes a result: text, markdown, JSON, hOCR, ALTO or a searchable PDF, to stdout
+or one file per input."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 import orjson
 
-FORMATS = ("text", "md", "json")
-SUFFIXES = {"text": ".txt", "md": ".md", "json": ".json"}
+FORMATS = ("text", "md", "json", "hocr", "alto", "pdf")
+DOCUMENTS = ("hocr", "alto", "pdf")  # written by ``supervisor.ocr_documents``, as bytes
+SUFFIXES = {"text": ".txt", "md": ".md", "json": ".json", "hocr": ".hocr", "alto": ".alto.xml", "pdf": ".pdf"}
 
 
 def page_text(result: dict[str, Any]) -> str:
@@ -23,6 +25,13 @@ def render(path: Path, result: dict[str, Any], fmt: str, indent: bool = False) -
     if fmt == "json":
         return orjson.dumps({"file": str(path), **result}, option=orjson.OPT_INDENT_2 if indent else 0).decode()
     return page_text(result)
+
+
+def render_document(path: Path, result: dict[str, Any], fmt: str) -> bytes:
+    """An hOCR, ALTO or searchable PDF document of ``path`` (read again for a PDF's pages)."""
+    from supervisor.ocr_documents import render_document as render  # pikepdf: only when asked for
+
+    return render(fmt, result, path.read_bytes(), path.name)
 
 
 def output_paths(paths: list[Path], folder: Path, fmt: str) -> dict[Path, Path]:

@@ -21,6 +21,7 @@ from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
 from supervisor.gpus import process_gpu_bytes
 from supervisor.lifecycle import ModelLifecycle, QueueFull
+from supervisor.ocr_documents import document_response, requested_output
 from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
 from supervisor.results import pdf_body, result_body
@@ -184,6 +185,7 @@ async def ocr(request: web.Request) -> web.Response:
     options = {k: form.fields[k] for k in OPTION_FIELDS if k in form.fields}
     options.setdefault("prompt_type", "ocr")
     keep_alive = parse_keep_alive(form.fields.get("keep_alive"))
+    output = requested_output(request.query, form.fields)  # json | hocr | alto | pdf
     t0 = time.perf_counter()
     pages = [page async for page in read_pages(lc, settings, form.data, options, keep_alive=keep_alive)]
     if len(pages) == 1 and pages[0].count == 1 and not form.is_pdf:
@@ -203,6 +205,8 @@ async def ocr(request: web.Request) -> web.Response:
         },
     )
     log_ocr(lc.model, len(pages), time.perf_counter() - t0, 200, request["request_id"])
+    if output != "json":
+        return await document_response(output, body, form.data, form.filename)
     return json_response(body)
 
 

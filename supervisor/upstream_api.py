@@ -20,9 +20,11 @@ from PIL import Image
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
+from supervisor.ocr_documents import document_response, requested_output
 from supervisor.pdf import PdfPages, is_pdf
 from supervisor.request_log import log_ocr
 from supervisor.responses import json_response
+from supervisor.results import pdf_body
 from supervisor.routes import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
 from supervisor.service import SERVICE
 
@@ -41,14 +43,19 @@ async def ocr_pdf(request: web.Request) -> web.Response:
     options = {k: fields[k] for k in OPTION_FIELDS if k in fields}
     options.setdefault("prompt_type", "document")
     keep_alive = parse_keep_alive(fields.get("keep_alive"))
+    output = requested_output(request.query, fields)  # json | hocr | alto | pdf
     t0 = time.perf_counter()
+    read = [p async for p in read_pages(lc, settings, form.data, options, keep_alive=keep_alive)]
     pages = [
         {"page": p.number, "text": p.result.get("text", ""), "raw_text": p.result.get("raw_text", p.result.get("text", "")),
          "boxes": p.result.get("boxes", []), "image_dims": {"w": p.width, "h": p.height}}
-        async for p in read_pages(lc, settings, form.data, options, keep_alive=keep_alive)
+        for p in read
     ]  # fmt: skip
     seconds = time.perf_counter() - t0
     log_ocr(lc.model, len(pages), seconds, 200, request["request_id"])
+    if output != "json":
+        body = pdf_body([p.result for p in read], [p.number for p in read])
+        return await document_response(output, body, form.data, form.filename)
     return json_response({
         "success": True,
         "filename": form.filename,

@@ -94,7 +94,7 @@ def test_errors_are_one_line_with_a_documented_exit_code(tmp_path) -> None:
         (("ocr", "--find-term", "total", str(page)), "--find-term is for --prompt-type find"),
         (("ocr", "--grounding", str(page)), "ppocr has no grounding switch"),
         (("ocr", str(tmp_path / "missing.png")), "does not exist; see 'dsocr ocr --help'"),
-        (("ocr", "--format", "pdf", str(page)), "'pdf' is not one of 'text', 'md', 'json'"),
+        (("ocr", "--format", "docx", str(page)), "'docx' is not one of 'text', 'md', 'json', 'hocr', 'alto', 'pdf'"),
         (("ocr", "--url", "http://127.0.0.1:9", "--model-option", "ppocr.x=1", str(page)), "give it to `dsocr serve`"),
         (("ocr", "--model-option", "nodot=1", str(page)), "expected MODEL.KEY=VALUE"),
         (("serve", "--model", "nosuch"), "unknown model 'nosuch'"),

@@ -123,7 +123,13 @@ class PPOCRAdapter(ModelAdapter):
             "text": text,
             "raw_text": text,
             "lines": [
-                {"text": line.text, "box": line.box.tolist(), "score": line.score, "block": line.block}
+                {
+                    "text": line.text,
+                    "box": line.box.tolist(),
+                    "score": line.score,
+                    "block": line.block,
+                    "words": [{"text": w, "box": q.astype(int).tolist(), "score": sc} for w, q, sc in line.words or []],
+                }
                 for line in lines
             ],
             "rotation": page.rotation,

@@ -12,6 +12,7 @@ from .layout import reading_order
 from .nets import Nets
 from .orientation import SURE, from_upright, page_axis, page_turn, probes, to_upright, upside_down, window
 from .recognize import crop_line, ctc_decode, rec_batches, sideways
+from .words import char_centres, ctc_steps, line_words
 
 # cv2.rotate codes that turn a page turned clockwise by the key's degrees back upright
 UNDO_TURN = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
@@ -28,6 +29,7 @@ class Line:
     box: np.ndarray  # 4 x 2 int32, clockwise from top-left, image pixels
     score: float
     block: int = 0  # reading-order block (paragraph or column piece), from 0
+    words: list[tuple[str, np.ndarray, float]] | None = None  # (word, quad, score), from CTC steps
 
 
 def upscale_factor(height: int, width: int) -> float:
@@ -40,38 +42,55 @@ def detect(nets: Nets, image_bgr: np.ndarray) -> list[tuple[np.ndarray, float]]:
     return boxes_from_prob(nets.det(det_input(image_bgr)), *image_bgr.shape[:2])
 
 
-def recognize(nets: Nets, crops: list[np.ndarray]) -> list[tuple[str, float]]:
-    """(text, score) of each line crop."""
-    results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+# a line read: text, score, and each character's centre (fraction of the crop) and probability
+Read = tuple[str, float, list[float], list[float]]
+
+
+def recognize(nets: Nets, crops: list[np.ndarray]) -> list[Read]:
+    """(text, score, character centres, character probabilities) of each line crop."""
+    results: list[Read] = [("", 0.0, [], [])] * len(crops)
     for indices, batch in rec_batches(crops):
         probability, best = nets.rec(batch)
         for row, index in enumerate(indices):
-            results[index] = ctc_decode(probability[row], best[row], nets.characters)
+            text, score = ctc_decode(probability[row], best[row], nets.characters)
+            steps, probs = ctc_steps(probability[row], best[row])
+            centres = char_centres(steps, best.shape[1], batch.shape[3], crops[index])
+            results[index] = (text, score, centres, probs.tolist())
     return results
 
 
-def _read_crops(nets: Nets, crops: list[np.ndarray], turned: list[bool], flip: bool = False) -> list[tuple[str, float]]:
-    """(text, score) of line crops of a page read upright: sideways lines (across the page's
-    lines) are turned as the line classifier says, the others read as cropped (``flip``: turned
-    by 180 degrees)."""
+def _read_crops(
+    nets: Nets, crops: list[np.ndarray], turned: list[bool], flip: bool = False
+) -> tuple[list[Read], list[bool]]:
+    """What line crops of a page read upright say, and which crops were read turned by 180
+    degrees: sideways lines (across the page's lines) are turned as the line classifier says, the
+    others read as cropped (``flip``: turned by 180 degrees)."""
     across = [i for i, side in enumerate(turned) if side]
-    crops = [np.rot90(crop, 2) if flip and not side else crop for crop, side in zip(crops, turned)]
+    flipped = [flip and not side for side in turned]
+    crops = [np.rot90(crop, 2) if f else crop for crop, f in zip(crops, flipped)]
     for i, p in zip(across, upside_down(nets, [crops[i] for i in across])):
+        flipped[i] = p >= 0.5
         crops[i] = np.rot90(crops[i], 2) if p >= 0.5 else crops[i]
-    return recognize(nets, crops)
+    return recognize(nets, crops), flipped
+
+
+def _words(boxes: list[np.ndarray], reads: tuple[list[Read], list[bool]]) -> list[list]:
+    """Each line's (word, quad, score), in the pixels its box is in."""
+    return [line_words(box, r[0], r[2], r[3], f) for box, r, f in zip(boxes, *reads)]
 
 
 def _read_upright(nets: Nets, image: np.ndarray):
     """Boxes and (text, score) of the lines of an upright page."""
     boxes = [box for box, _ in detect(nets, image)]
     crops = [crop_line(image, box) for box in boxes]
-    return boxes, _read_crops(nets, crops, [sideways(box) for box in boxes])
+    reads = _read_crops(nets, crops, [sideways(box) for box in boxes])
+    return boxes, reads[0], _words(boxes, reads)
 
 
 def _windows_turn(nets: Nets, crops: list[np.ndarray], axis: bool) -> int:
     """The page's turn from the middles of its probe lines read both ways."""
     windows = [window(crop) for crop in crops]
-    scores = [score for _, score in recognize(nets, windows + [np.rot90(w, 2) for w in windows])]
+    scores = [read[1] for read in recognize(nets, windows + [np.rot90(w, 2) for w in windows])]
     return page_turn(axis, scores[: len(windows)], scores[len(windows) :])
 
 
@@ -99,25 +118,33 @@ def read_page(nets: Nets, image_rgb: np.ndarray) -> Page:
         # A page turned a quarter: its longest lines read both ways say which quarter; then the
         # page is turned upright and detected again (the detector misses lines of sideways pages).
         rotation = _windows_turn(nets, [crops[i] for i in probe], axis)
-        boxes, texts = _read_upright(nets, cv2.rotate(image, UNDO_TURN[rotation]))
+        boxes, texts, words = _read_upright(nets, cv2.rotate(image, UNDO_TURN[rotation]))
         boxes = [from_upright(box, rotation, image.shape[1], image.shape[0]) for box in boxes]
+        words = [[(w, from_upright(q, rotation, image.shape[1], image.shape[0]), s) for w, q, s in ws] for ws in words]
     elif probe and np.mean(upside_down(nets, [crops[i] for i in probe])) >= 0.5:
         # The line classifier (a few milliseconds) takes the probe lines for upside down: the
         # recognizer's windows decide before any line is read, so the page is read once
         rotation = _windows_turn(nets, [crops[i] for i in probe], axis)
-        texts = _read_crops(nets, crops, turned, flip=rotation == 180)
+        reads = _read_crops(nets, crops, turned, flip=rotation == 180)
+        texts, words = reads[0], _words(boxes, reads)
     else:
-        texts = _read_crops(nets, crops, turned)
-        sure = probe and np.mean([texts[i][1] for i in probe]) >= SURE
+        reads = _read_crops(nets, crops, turned)
+        sure = probe and np.mean([reads[0][i][1] for i in probe]) >= SURE
         rotation = 0 if sure or not probe else _windows_turn(nets, [crops[i] for i in probe], axis)
         if rotation == 180:
-            texts = _read_crops(nets, crops, turned, flip=True)
+            reads = _read_crops(nets, crops, turned, flip=True)
+        texts, words = reads[0], _words(boxes, reads)
     if scale > 1:  # back to the uploaded image's pixels
-        boxes = [np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32) for box in boxes]
-    kept = [i for i, (text, score) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
+        boxes = [_unscale(box, scale, width, height) for box in boxes]
+        words = [[(w, _unscale(q, scale, width, height), s) for w, q, s in ws] for ws in words]
+    kept = [i for i, (text, score, *_) in enumerate(texts) if text.strip() and score >= MIN_SCORE]
     order, block = reading_order([to_upright(boxes[i], rotation, width, height) for i in kept])
-    lines = [Line(texts[kept[k]][0], boxes[kept[k]], texts[kept[k]][1], block[k]) for k in order]
+    lines = [Line(texts[kept[k]][0], boxes[kept[k]], texts[kept[k]][1], block[k], words[kept[k]]) for k in order]
     return Page(lines, rotation)
+
+
+def _unscale(box: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:
+    return np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32)
 
 
 def read_lines(nets: Nets, image_rgb: np.ndarray) -> list[Line]:
