@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import logging
 import os
 import time
@@ -42,61 +41,28 @@ from ipc.weights import HostSegments, segment_name
 from supervisor.children import ChildRegistry
 from supervisor.device_arbiter import DeviceArbiter
 from supervisor.engine_handle import EngineHandle, Launcher
+from supervisor.model_states import (
+    ALLOWED,
+    InvalidTransition,
+    ModelFailed,
+    OwnerError,
+    QueueFull,
+    RequestTimeout,
+    ServiceClosing,
+    State,
+    path_to,
+)
 from supervisor.settings import Settings
+
+__all__ = ["ALLOWED", "InvalidTransition", "ModelFailed", "ModelLifecycle", "OwnerError", "QueueFull",
+           "RequestTimeout", "ServiceClosing", "State"]  # fmt: skip
 
 log = logging.getLogger("dsocr.supervisor.lifecycle")
 
 _STATS_TIMEOUT_S = 2.0
 _OFFLOAD_TIMEOUT_S = 60.0
-_STEP_RETRY_S = 0.1
-_TIMER_SLACK_S = 1e-3  # after a step failed unexpectedly: no hot loop if it keeps failing
-
-
-class State(str, enum.Enum):
-    UNLOADED = "unloaded"
-    LOADING = "loading"
-    CACHED = "cached"
-    RESTORING = "restoring"
-    RESIDENT = "resident"
-    OFFLOADING = "offloading"
-    RELEASING = "releasing"
-    FAILED = "failed"  # loads kept failing: requests get 503 until a release or a restart
-
-
-ALLOWED: dict[State, set[State]] = {
-    State.UNLOADED: {State.LOADING, State.RELEASING},
-    State.LOADING: {State.RESIDENT, State.UNLOADED, State.FAILED},
-    State.RESIDENT: {State.OFFLOADING, State.CACHED, State.RELEASING},
-    State.OFFLOADING: {State.CACHED},
-    State.CACHED: {State.RESTORING, State.LOADING, State.RELEASING},
-    State.RESTORING: {State.RESIDENT, State.CACHED},
-    State.RELEASING: {State.UNLOADED},
-    State.FAILED: {State.RELEASING},
-}
-
-
-class InvalidTransition(RuntimeError):
-    pass
-
-
-class QueueFull(RuntimeError):
-    """More requests are waiting than the queue holds."""
-
-
-class RequestTimeout(RuntimeError):
-    """An inference outlived the request timeout; its engine was killed."""
-
-
-class ModelFailed(RuntimeError):
-    """The model is ``failed``: its loads kept failing; a release (or a restart) clears it."""
-
-
-class ServiceClosing(RuntimeError):
-    """The service is shutting down and takes no more work."""
-
-
-class OwnerError(RuntimeError):
-    """The model's owner failed in a way it did not expect; it goes on (see the log)."""
+_STEP_RETRY_S = 0.1  # after a step failed unexpectedly: no hot loop if it keeps failing
+_TIMER_SLACK_S = 1e-3
 
 
 # what leaving the device means for its lease (see supervisor.device_arbiter)
@@ -212,15 +178,7 @@ class ModelLifecycle:
 
     def _walk_to(self, target: State) -> None:
         """Change state to ``target`` by the shortest way ``ALLOWED`` has (every step observed)."""
-        paths: dict[State, list[State]] = {self.state: []}
-        frontier = [self.state]
-        while frontier and target not in paths:
-            state = frontier.pop(0)
-            for nxt in sorted(ALLOWED[state], key=lambda s: s.value):
-                if nxt not in paths:
-                    paths[nxt] = [*paths[state], nxt]
-                    frontier.append(nxt)
-        for state in paths.get(target, []):
+        for state in path_to(self.state, target):
             self._set(state)
 
     @property
