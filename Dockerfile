@@ -28,7 +28,8 @@ WORKDIR /app
 
 # torch is pinned by TORCH_SPEC alone (constraints.txt leaves it out: the lock was taken with the CPU build,
 # this is the CUDA one, which also pins its nvidia-* and triton wheels exactly). No -c here: another
-# TORCH_INDEX_URL need not carry the locked versions of torch's own dependencies; the next step sets them.
+# TORCH_INDEX_URL need not carry the locked versions of torch's own dependencies; the next step sets them
+# (another TORCH_SPEC than the Makefile's may need torch's dependencies locked with it: make lock).
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 
 # Dependencies before the source: editing the code does not reinstall them. constraints.txt: every

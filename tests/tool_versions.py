@@ -13,7 +13,8 @@ import re
 import shutil
 import subprocess
 
-# what the suite passed with, Debian 12 (bookworm), December 2026
+# what the suite passed with, Debian 12 (bookworm), December 2026 (kubectl: the Google Cloud SDK's on
+# that machine; where none is installed the Makefile takes Debian's kubernetes-client, 1.20.2)
 TESTED = {"chromium": "156.0.8078.129", "haproxy": "2.6.12", "kubectl": "1.32.4", "shellcheck": "0.9.0",
           "node": "20.20.2"}  # fmt: skip
 # how to ask each: the commands to try (the first found is used) and its arguments
