@@ -26,15 +26,20 @@ RUN useradd --create-home --uid 10001 --user-group dsocr \
 
 WORKDIR /app
 
+# torch is pinned by TORCH_SPEC alone (constraints.txt leaves it out: the lock was taken with the CPU build,
+# this is the CUDA one, which also pins its nvidia-* and triton wheels exactly). No -c here: another
+# TORCH_INDEX_URL need not carry the locked versions of torch's own dependencies; the next step sets them
+# (another TORCH_SPEC than the Makefile's may need torch's dependencies locked with it: make lock).
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 
-# Dependencies before the source: editing the code does not reinstall them.
-COPY pyproject.toml README.md ./
+# Dependencies before the source: editing the code does not reinstall them. constraints.txt: every
+# dependency at the version the test suite passed with (see its header).
+COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 # only the PP-OCR ONNX files inside it are used; its own dependencies are not needed
-RUN pip install --no-deps rapidocr==3.10.0
+RUN pip install --no-deps -c constraints.txt rapidocr==3.10.0
 
 COPY supervisor ./supervisor
 COPY engine ./engine

@@ -6,20 +6,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# every Python package at the version the suite passed with; torch is pinned by TORCH_SPEC instead
+CONSTRAINTS := constraints.txt
 CRD_SCHEMAS := tests/deploy/node/node_modules/.package-lock.json
 
-.PHONY: install lint browser deploy-tools pdf-tools test bench clean
+.PHONY: install lock lint browser deploy-tools pdf-tools tool-versions test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --upgrade -c $(CONSTRAINTS) pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	# only the ONNX files inside it are used; its own dependencies (opencv-python, ...) are not needed
-	$(PY) -m pip install --quiet --no-deps rapidocr==3.10.0
+	$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) rapidocr==3.10.0
 	touch $(STAMP)
+
+# after adding or upgrading a dependency, and a green `make test`: record what the suite passed with
+lock: $(STAMP)
+	{ echo "# The versions the suite passed with (Python $$($(PY) -c 'import platform; print(platform.python_version())')). Regenerate: make lock."; \
+	  echo "# torch is left out: TORCH_SPEC (Makefile, Dockerfile) pins it, the CPU or the CUDA build."; \
+	  $(PY) -m pip freeze --all --exclude-editable --exclude torch --exclude dsocr; } > $(CONSTRAINTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -51,7 +59,11 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "chromium is missing: 'sudo apt-get install -y chromium' (the page's browser tests need it)" >&2; exit 1; fi; }
 
-test: $(STAMP) lint browser deploy-tools pdf-tools
+# the versions of the system tools this run uses, next to those the suite passed with (tests/tool_versions.py)
+tool-versions: $(STAMP)
+	@$(PY) -m tests.tool_versions
+
+test: $(STAMP) lint browser deploy-tools pdf-tools tool-versions
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

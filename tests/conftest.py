@@ -19,3 +19,11 @@ if "DSOCR_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="dsocr-test-cache-")
     os.environ["DSOCR_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+
+def pytest_report_header() -> str:
+    """The browser and the other system tools this run drives, next to the versions the suite passed
+    with (``make test`` runs pytest with -q, which hides this header, and prints the same line first)."""
+    from tests.tool_versions import summary
+
+    return summary()

@@ -5,6 +5,7 @@
 
 import { Marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.js";
+import { DROPPED_ELEMENTS, inertHtml } from "./inert.js";
 
 const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
@@ -47,8 +48,8 @@ marked.use({
 
 const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
-  FORBID_TAGS: ["style", "img", "svg", "math", "video", "audio", "picture", "source", "iframe", "object", "embed",
-    "form", "input", "button", "select", "textarea", "link", "meta", "base"],
+  // the same elements inertHtml drops before: DOMPurify is the second line
+  FORBID_TAGS: [...DROPPED_ELEMENTS],
   FORBID_ATTR: ["style", "srcset", "src", "action", "formaction"],
   ALLOW_DATA_ATTR: true,
 };
@@ -61,19 +62,10 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
-// styles go before DOMPurify parses the HTML: even its inert parse of a <style> element or a style
-// attribute counts as a violation of the page's CSP (style-src 'self') and is reported as one.
-// Marked escapes every "<" of text, so the tag pattern meets real tags only.
-const STYLE_ELEMENT = /<style\b[\s\S]*?(?:<\/style\s*>|$)/gi;
-const TAG = /<[a-z][^>]*>/gi;
-const STYLE_ATTRIBUTE = /\sstyle\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)/gi;
-
-function dropStyles(html) {
-  return html.replace(STYLE_ELEMENT, "").replace(TAG, (tag) => tag.replace(STYLE_ATTRIBUTE, ""));
-}
-
+// handlers, styles and unsafe URLs go before DOMPurify parses the HTML (inert.js): even its inert
+// parse of an onclick or a style attribute counts as a violation of the page's CSP and is reported.
 export function renderMarkdown(text) {
-  return DOMPurify.sanitize(dropStyles(marked.parse(text || "", { async: false })), PURIFY);
+  return DOMPurify.sanitize(inertHtml(marked.parse(text || "", { async: false })), PURIFY);
 }
 
 // each figure placeholder in `root` shows the part of the page its box covers (the page's image at

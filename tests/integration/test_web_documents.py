@@ -28,6 +28,18 @@ BOXES_DRAWN = """(() => { const c = document.getElementById('boxes');
     for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; })()"""
 
 
+# model output that would run code if the page let it: each sets the sentinel `pwned` (PWNED reads it);
+# plain text lines, so the OCR reads them exactly; <details open ontoggle> would fire with no click
+SENTINEL_LINES = ["<script>window.pwned=1</script>", "<img src=x onerror=window.pwned=1>",
+                  '<a href="javascript:window.pwned=1">go</a>', "<details open ontoggle=window.pwned=1>"]  # fmt: skip
+PWNED = "window.pwned ?? window.__pwned ?? null"
+# what a reader does to a rendered document: click, hover, focus every element (and wait for events)
+TOUCH = """(async root => { for (const e of root.querySelectorAll('*')) {
+    for (const type of ['mouseover', 'focus', 'toggle', 'load', 'error']) e.dispatchEvent(new Event(type));
+    e.click(); }
+    await new Promise(done => setTimeout(done, 300)); })"""
+
+
 def _write(path: Path, lines: list[str]) -> Path:
     path.write_bytes(render_text(lines))
     return path
@@ -79,7 +91,7 @@ async def test_in_a_browser_every_task_is_known_before_the_model_loads() -> None
 
 async def test_in_a_browser_three_files_queued_documents_rendered_never_run(tmp_path: Path) -> None:
     table = _write(tmp_path / "table.png", ["| Item | Qty |", "| --- | --- |", "| Tea | 2 |"])
-    script = _write(tmp_path / "script.png", ["<script>document.title=1</script>", "<img src=x onerror=alert(1)>"])
+    script = _write(tmp_path / "script.png", SENTINEL_LINES)
     heading = _write(tmp_path / "heading.png", ["# Invoice 2041", "- Tea 2", "- Milk 3"])
     with running_server("--idle-timeout", "0") as server:
         async with browser() as b:
@@ -110,7 +122,15 @@ async def test_in_a_browser_three_files_queued_documents_rendered_never_run(tmp_
             await b.click("#queue li:nth-child(2) button")
             await b.wait_for(f"{SHOWN}('doc')")
             assert await b.js("document.title") == "dsocr"
-            assert await b.js("document.querySelectorAll('#doc script, #doc img, #doc [onerror]').length") == 0
+            handlers = "#doc script, #doc img, #doc [onerror], #doc [ontoggle], #doc [href]"
+            assert await b.js(f"document.querySelectorAll({handlers!r}).length") == 0
+            assert await b.js("document.querySelector('#doc a')?.textContent") == "go"
+            # every element touched as a reader would; the sentinel proves no injected code ran
+            await b.js(f"{TOUCH}(document.getElementById('doc'))")
+            assert await b.js(PWNED) is None
+            await b.click("#view-raw")  # and the payload really was what the model read
+            assert await b.js("document.getElementById('text').textContent") == "\n".join(SENTINEL_LINES)
+            await b.click("#view-rendered")
             await b.click("#queue li:nth-child(3) button")
             await b.wait_for("document.querySelector('#doc h1')?.textContent === 'Invoice 2041'")
             assert await b.js("[...document.querySelectorAll('#doc li')].map(li => li.textContent)") == [
@@ -162,12 +182,48 @@ async def test_in_a_browser_a_pdf_as_pages_with_progress_and_boxes(tmp_path: Pat
             assert b.errors == [], b.errors
 
 
+# each sets the sentinel if it runs; the comments say which reading of the HTML each one counts on
+ATTACKS = [
+    '<img src=x onerror="window.__pwned=1">',
+    '<details open ontoggle="window.__pwned=1"><summary>s</summary></details>',  # fires on its own
+    '<a title=">" onclick="window.__pwned=1">a ">" inside quotes ends no tag</a>',
+    '<b title="x"onmouseover="window.__pwned=1">no space is needed after a quoted value</b>',
+    '<b o title="<"nclick="window.__pwned=1">a removed attribute must not join its neighbours</b>',
+    '<!-- <a title=" --> <b onclick="window.__pwned=1">the comment ends first</b> "> -->',
+    '<noscript><p title="</noscript><img src=x onerror=window.__pwned=1>"></noscript>',
+    '<svg><animate onbegin="window.__pwned=1" attributeName=x dur=1s /></svg>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=window.__pwned=1>",
+    '<a href="&#106;avascript:window.__pwned=1">j</a> <a href="java&Tab;script&colon;window.__pwned=1">k</a>',
+    '<a href=" JAVASCRIPT:window.__pwned=1">l</a> <a href="data:text/html,<script>1</script>">d</a>',
+    '<form><button formaction="javascript:window.__pwned=1">b</button></form>',
+    '<iframe srcdoc="<script>parent.__pwned=1</script>"></iframe>',
+    '<body onload="window.__pwned=1"><div =onclick="window.__pwned=1" ONCLICK="window.__pwned=1">u</div>',
+    '<script>window.__pwned=1</script><textarea><b title="</textarea><img src=x onerror=window.__pwned=1>">',
+]
+RENDER_ATTACKS = rf"""Promise.all([import('/static/document.js'), import('/static/inert.js')]).then(async ([doc, inert]) => {{
+    const attacks = {json.dumps(ATTACKS)};
+    const root = document.createElement('div');
+    document.body.append(root);
+    for (const attack of attacks) root.append(doc.renderMarkdown(attack));
+    await {TOUCH}(root);
+    const all = [...root.querySelectorAll('*')];
+    // what inertHtml hands on, read by the inert parser: nothing there to strip any more
+    const parsed = attacks.map(a => new DOMParser().parseFromString(inert.inertHtml(a), 'text/html'));
+    const clean = d => [...d.querySelectorAll('*')].every(e => !e.getAttributeNames().some(n => /^on/i.test(n)));
+    return {{
+        handlers: all.filter(e => e.getAttributeNames().some(n => /^on/i.test(n))).length,
+        scriptUrls: all.filter(e => /^\s*(javascript|data):/i.test(e.getAttribute('href') || '')).length,
+        parsedWithoutThem: parsed.every(clean),
+    }};
+}})"""
+
+
 async def test_in_a_browser_the_renderer_keeps_figures_and_latex_and_drops_what_runs() -> None:
     """The document renderer itself (supervisor/web/document.js), on DeepSeek-style markdown."""
     markdown = (
         "# Report\n\n![](figure-1)\n\nArea \\(a^{2}\\) and $$E = mc^2$$\n\n"
-        '<table><tr><td onclick="alert(1)" style="color: red">cell</td></tr></table>\n\n'
-        '[x](javascript:alert(1)) <iframe src="/"></iframe><style>body{display:none}</style>'
+        '<table><tr><td onclick="window.__pwned=1" style="color: red">cell</td></tr></table>\n\n'
+        '[x](javascript:window.__pwned=1) <iframe src="/"></iframe><style>body{display:none}</style>'
     )
     with running_server() as server:
         async with browser() as b:
@@ -189,7 +245,21 @@ async def test_in_a_browser_the_renderer_keeps_figures_and_latex_and_drops_what_
             }})""")
             assert got == {"figure": "1", "math": ["\\(a^{2}\\)", "$$E = mc^2$$"], "cell": "cell", "handlers": 0,
                            "dropped": 0, "href": None, "second": [5, 6, 7, 8]}  # fmt: skip
+            # the known ways past a sanitizer, rendered into the live page and touched: no handler and no
+            # script URL reaches any HTML parser (a CSP report would be counted), the sentinel stays unset
+            assert await b.js(RENDER_ATTACKS) == {"handlers": 0, "scriptUrls": 0, "parsedWithoutThem": True}
+            assert await b.js(PWNED) is None
             assert b.errors == [], b.errors
+
+            # and with the page's CSP switched off, so only the renderer stands in the way: a payload put in
+            # unsanitized does run (the sentinel can tell), none of the rendered ones does
+            await b.send("Page.setBypassCSP", enabled=True)
+            await b.goto(f"{server.url}/")
+            await b.js("document.body.append(document.createRange().createContextualFragment("
+                       "'<img src=x onerror=\"window.__control=1\">'))")  # fmt: skip
+            await b.wait_for("window.__control === 1", timeout=10)
+            assert (await b.js(RENDER_ATTACKS))["handlers"] == 0
+            assert await b.js(PWNED) is None
 
 
 async def test_in_a_browser_a_figure_placeholder_shows_the_part_its_box_covers() -> None:
