@@ -2,7 +2,8 @@
 
 The queue gauges and the refused counter are what autoscalers read (deploy/kubernetes/).
 
-HTTP counters are updated by a middleware; everything about models is read from the lifecycles
+HTTP counters are updated by a middleware (a client that went away is ``status="499"``, nginx's
+convention, never a 5xx); everything about models is read from the lifecycles
 at scrape time by a collector, so the lifecycle keeps a single source of truth.
 """
 
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from supervisor.lifecycle import ModelLifecycle, State
+
+if TYPE_CHECKING:
+    from supervisor.body_budget import BodyBudget as _BodyBudget
 
 
 class ServiceMetrics:
@@ -30,6 +35,17 @@ class ServiceMetrics:
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(_LifecycleCollector(lifecycles))
+
+    def watch_uploads(self, budget: _BodyBudget) -> None:
+        """Gauges of the upload budget (``supervisor.body_budget``), read at scrape time."""
+        in_flight = Gauge("dsocr_upload_bytes_in_flight", "Request-body bytes admitted and not finished",
+                          registry=self.registry)  # fmt: skip
+        in_flight.set_function(lambda: budget.in_flight)
+        limit = Gauge("dsocr_upload_budget_bytes", "The budget for request bodies in flight", registry=self.registry)
+        limit.set_function(lambda: budget.limit_bytes)
+        refused = Gauge("dsocr_upload_refused_requests", "Requests refused (503) because the upload budget was full",
+                        registry=self.registry)  # fmt: skip
+        refused.set_function(lambda: budget.refused)
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = _route_label(request)

@@ -86,8 +86,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
         body.pop("boxes", None)  # each page line had them already
         final = body
     except (ConnectionResetError, asyncio.CancelledError):
-        log_ocr(lc.model, len(results), time.monotonic() - started, "client-gone", request["request_id"])
-        raise
+        raise  # the client went away: the error middleware logs it in one line and counts a 499
     except Exception as exc:
         status, message, _ = http_status(exc)
         final = {"done": True, "success": False, "status": status, "error": message, "page": number,

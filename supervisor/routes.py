@@ -217,8 +217,12 @@ async def static(request: web.Request) -> web.StreamResponse:
     """Files of the page; a missing one is a JSON 404 like every other error (aiohttp's static
     route answers an empty octet-stream 404 from inside the file response)."""
     root = WEB_DIR.resolve()
-    path = (root / request.match_info["path"]).resolve()
-    if root not in path.parents or not path.is_file():
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        found = root in path.parents and path.is_file()
+    except (ValueError, OSError):  # a NUL byte ("/static/%00"), a name too long: no such file
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path)
 
