@@ -163,8 +163,8 @@ class QuietAccessLog(AbstractAccessLogger):
 @click.option(
     "--upload-budget-mb",
     type=float,
-    default=lambda: env_float("DSOCR_UPLOAD_BUDGET_MB", 128.0),
-    show_default="128 or $DSOCR_UPLOAD_BUDGET_MB",
+    default=lambda: env_float("DSOCR_UPLOAD_BUDGET_MB", 96.0),
+    show_default="96 or $DSOCR_UPLOAD_BUDGET_MB",
     help="Request bodies in flight, all together; a new one beyond it is answered 503 before it is read.",
 )
 @click.option("--pdf-dpi", type=int, default=144, show_default=True, help="Resolution PDF pages are rendered at.")

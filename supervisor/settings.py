@@ -33,7 +33,7 @@ class Settings:
     queue_size: int = 32  # requests waiting for the engine beyond the one it runs
     max_upload_mb: float = 50.0
     # request bodies in flight, all requests together: beyond it a new upload is 503 before it is read
-    upload_budget_mb: float = 128.0
+    upload_budget_mb: float = 96.0
     pdf_dpi: int = 144
     max_pdf_pages: int = 50
     boot_timeout: float = 120.0
