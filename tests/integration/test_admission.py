@@ -166,6 +166,12 @@ async def test_an_over_limit_chunked_json_body_is_refused_while_it_streams(serve
     assert code == 413 and "exceeds the limit" in answer["error"]["message"], answer  # Mistral's error shape
     grown = vm_kib(server.pid, "VmHWM") / 1024 - before
     assert grown < 25, f"VmHWM grew {grown:.0f} MiB"  # the 13 MB limit, not the 50 MB body
+    # with a Content-Length of 50 MB the 413 comes before a byte of the body is sent
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {50 * MB}\r\n\r\n".encode())  # fmt: skip
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
 
 
 async def test_a_client_gone_mid_stream_is_one_info_line_and_a_499(server: Server) -> None:
