@@ -112,7 +112,7 @@ def make_app(settings: Settings, service: Service | None = None) -> web.Applicat
     app[SERVICE] = service
     app[BODY_BUDGET] = budget
     if service.metrics is not None:
-        service.metrics.watch_uploads(budget)
+        service.metrics.watch_uploads(lambda: budget.in_flight, budget.limit_bytes, lambda: budget.refused)
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_service_ctx)
     routes.add_routes(app)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
-from supervisor.errors import BodyBudgetFull
+from supervisor.errors import RETRY_AFTER_S, BodyBudgetFull
 from supervisor.json_body import body_limit
+from supervisor.server import error_response
+from supervisor.service import SETTINGS
 from supervisor.settings import Settings
 
 
@@ -38,6 +40,12 @@ class BodyBudget:
 
     def release(self, nbytes: int) -> None:
         self.in_flight -= nbytes
+
+    def full_for(self, nbytes: int) -> bool:
+        return bool(self.in_flight) and self.in_flight + nbytes > self.limit_bytes
+
+    def refusal(self) -> str:
+        return f"{self.in_flight} bytes of uploads in flight, the budget is {self.limit_bytes} (--upload-budget-mb)"
 
 
 BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
@@ -62,13 +70,28 @@ def body_budget_middleware(budget: BodyBudget, settings: Settings):  # type: ign
         if not nbytes:
             return await handler(request)
         if not budget.reserve(nbytes):
-            raise BodyBudgetFull(
-                f"{budget.in_flight} bytes of uploads in flight, the budget is {budget.limit_bytes} "
-                f"(--upload-budget-mb)"
-            )
+            raise BodyBudgetFull(budget.refusal())
         try:
             return await handler(request)
         finally:  # also on a disconnect, a timeout or a cancellation
             budget.release(nbytes)
 
     return middleware
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` on a route that reads uploads: aiohttp answers it before any
+    middleware runs, so the budget is asked here first and a full server answers 503 instead of
+    "send it" (curl sends the header for bodies over 1 MB). The middleware still reserves."""
+    if request.version != HttpVersion11 or request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"unknown Expect: {request.headers.get('Expect', '')}")
+    budget = request.app[BODY_BUDGET]
+    if budget.full_for(reservation(request, request.app[SETTINGS])):
+        budget.refused += 1
+        response = error_response(503, f"server busy: {budget.refusal()}; retry later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        response.force_close()  # the client sends no body after a final answer: nothing to read
+        return response
+    assert request.transport is not None
+    request.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as aiohttp's docs write it
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,9 +18,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from supervisor.lifecycle import ModelLifecycle, State
-
-if TYPE_CHECKING:
-    from supervisor.body_budget import BodyBudget as _BodyBudget
 
 
 class ServiceMetrics:
@@ -36,16 +32,13 @@ class ServiceMetrics:
         )  # fmt: skip
         self.registry.register(_LifecycleCollector(lifecycles))
 
-    def watch_uploads(self, budget: _BodyBudget) -> None:
+    def watch_uploads(self, in_flight: Callable[[], float], limit: float, refused: Callable[[], float]) -> None:
         """Gauges of the upload budget (``supervisor.body_budget``), read at scrape time."""
-        in_flight = Gauge("dsocr_upload_bytes_in_flight", "Request-body bytes admitted and not finished",
-                          registry=self.registry)  # fmt: skip
-        in_flight.set_function(lambda: budget.in_flight)
-        limit = Gauge("dsocr_upload_budget_bytes", "The budget for request bodies in flight", registry=self.registry)
-        limit.set_function(lambda: budget.limit_bytes)
-        refused = Gauge("dsocr_upload_refused_requests", "Requests refused (503) because the upload budget was full",
-                        registry=self.registry)  # fmt: skip
-        refused.set_function(lambda: budget.refused)
+        Gauge("dsocr_upload_bytes_in_flight", "Request-body bytes admitted and not finished",
+              registry=self.registry).set_function(in_flight)  # fmt: skip
+        Gauge("dsocr_upload_budget_bytes", "The budget for request bodies in flight", registry=self.registry).set(limit)
+        Gauge("dsocr_upload_refused_requests", "Requests refused (503) because the upload budget was full",
+              registry=self.registry).set_function(refused)  # fmt: skip
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = _route_label(request)

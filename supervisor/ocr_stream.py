@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from supervisor import routes
+from supervisor.body_budget import expect_continue
 from supervisor.documents import Event, PageResult, stream_pages
 from supervisor.errors import http_status
 from supervisor.forms import read_form, upstream_fields
@@ -110,4 +111,4 @@ async def anext_or_none(events: AsyncIterator[Event]) -> Event | None:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/ocr/stream", ocr_stream)
+    app.router.add_post("/ocr/stream", ocr_stream, expect_handler=expect_continue)

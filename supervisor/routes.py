@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ipc.catalog import model_info
 from supervisor import readiness
+from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
@@ -244,7 +245,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/gpu/release", gpu_release)
     app.router.add_post("/gpu/stop", gpu_stop)
     app.router.add_post("/gpu/load", gpu_load)
-    app.router.add_post("/ocr", ocr)
+    app.router.add_post("/ocr", ocr, expect_handler=expect_continue)
     app.router.add_get("/static/{path:.+}", static)
     from supervisor.client_routes import add_client_routes  # imports this module: here, not at the top
 

@@ -119,6 +119,12 @@ async def test_a_full_budget_answers_503_before_the_body_is_sent_and_a_disconnec
         assert b"Retry-After: 1" in headers
         message = orjson.loads(payload)
         assert message["success"] is False and "--upload-budget-mb" in message["error"]
+        # with Expect: 100-continue the 503 comes instead of the "100 Continue"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as late:
+            late.sendall(head("/ocr", 4 * MB).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+            answer = late.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in answer, answer[:300]
+        assert b"--upload-budget-mb" in answer
     finally:
         holder.close()  # the client goes away mid-upload: its reservation must come back
     for _ in range(100):
@@ -127,6 +133,9 @@ async def test_a_full_budget_answers_503_before_the_body_is_sent_and_a_disconnec
         await asyncio.sleep(0.05)
     text = await metrics_text(server.url)
     assert metric(text, "dsocr_upload_bytes_in_flight") == 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:  # room again: "send it"
+        sock.sendall(head("/ocr", 4 * MB).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     assert metric(text, "dsocr_upload_refused_requests") >= 1
     assert metric(text, "dsocr_http_requests_total", route="/ocr", status="499") >= 1
     assert metric(text, "dsocr_http_requests_total", status="500") == 0
