@@ -1,11 +1,12 @@
 """Supervisor memory under many concurrent large uploads (issue 20: 60 x 20 MB took it to 1.49 GB).
 
-    python bench/upload_memory.py [--clients 60] [--mb 20] [--model ppocr] [--json] [-- SERVE OPTIONS...]
+    python bench/upload_memory.py [--clients 60] [--mb 20] [--json-clients 0] [--model ppocr] [--json] [-- SERVE OPTIONS...]
 
 Starts ``dsocr serve`` (CPU, default settings unless options follow ``--``) on a free loopback
 port, sends one small image to start the engine, then ``--clients`` uploads of ``--mb`` MB at once
 (an uncompressed BMP of a page with a line of text: a legal upload the model reads quickly). It
-reports every answer's status, the supervisor's VmHWM (its peak resident memory, from
+reports every answer's status (``--json-clients`` more send, at the same time, a JSON body to
+``/v1/ocr`` of 48 MB: a 36 MB BMP as a base64 data URL, the other kind of legal upload), the supervisor's VmHWM (its peak resident memory, from
 /proc/PID/status) and its VmRSS a few seconds after, and stops the server. Bounded in time.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import os
 import signal
@@ -63,14 +65,28 @@ async def post(session: aiohttp.ClientSession, url: str, data: bytes) -> int:
         return -1 if not isinstance(exc, aiohttp.ServerDisconnectedError) else -2
 
 
-async def run(url: str, pid: int, clients: int, nbytes: int, timeout: float) -> dict[str, Any]:
+async def post_json(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
+    try:
+        async with session.post(f"{url}/v1/ocr", data=body, headers={"Content-Type": "application/json"}) as resp:
+            await resp.read()
+            return resp.status
+    except aiohttp.ClientError:
+        return -1
+
+
+async def run(url: str, pid: int, clients: int, nbytes: int, json_clients: int, timeout: float) -> dict[str, Any]:
     small = page_bmp(200_000)
     big = page_bmp(nbytes)
+    data_url = "data:image/bmp;base64," + base64.b64encode(page_bmp(36 * 2**20)).decode() if json_clients else ""
+    document = orjson.dumps({"document": {"type": "image_url", "image_url": data_url}})
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         assert await post(session, url, small) == 200, "warm-up request failed"
         before_hwm, before_rss = vm_mib(pid, "VmHWM"), vm_mib(pid, "VmRSS")
         t0 = time.perf_counter()
-        codes = await asyncio.gather(*(post(session, url, big) for _ in range(clients)))
+        codes = await asyncio.gather(
+            *(post(session, url, big) for _ in range(clients)),
+            *(post_json(session, url, document) for _ in range(json_clients)),
+        )
         wall = time.perf_counter() - t0
     await asyncio.sleep(3)
     counts: dict[str, int] = {}
@@ -78,6 +94,7 @@ async def run(url: str, pid: int, clients: int, nbytes: int, timeout: float) -> 
         counts[str(code)] = counts.get(str(code), 0) + 1
     return {
         "clients": clients,
+        "json_clients": json_clients,
         "upload_mb": round(len(big) / 2**20, 1),
         "answers": counts,
         "seconds": round(wall, 2),
@@ -96,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=60)
     parser.add_argument("--mb", type=float, default=20.0)
+    parser.add_argument("--json-clients", type=int, default=0)
     parser.add_argument("--model", default="ppocr")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", action="store_true")
@@ -116,7 +134,14 @@ def main() -> None:
                     raise SystemExit(f"server exited with {proc.returncode}") from None
                 time.sleep(0.1)
         result = asyncio.run(
-            run(f"http://127.0.0.1:{port}", proc.pid, args.clients, int(args.mb * 2**20), args.timeout)
+            run(
+                f"http://127.0.0.1:{port}",
+                proc.pid,
+                args.clients,
+                int(args.mb * 2**20),
+                args.json_clients,
+                args.timeout,
+            )
         )
         result["serve_options"] = extra
     finally:
