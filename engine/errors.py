@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 from engine import placement
 from ipc.errors import NO_SPACE_MESSAGE, EngineError
@@ -22,11 +23,18 @@ def to_wire_error(exc: BaseException) -> WireError:
     return WireError(WireError.MODEL_ERROR, f"{type(exc).__name__}: {exc}")
 
 
+# how libraries that do their own I/O say ENOSPC without an OSError: safetensors (Rust) raises
+# "SafetensorError: Error while serializing: I/O error: No space left on device (os error 28)"
+_NO_SPACE_TEXT = (os.strerror(errno.ENOSPC), f"(os error {errno.ENOSPC})")
+
+
 def _disk_full(exc: BaseException | None) -> bool:
     """ENOSPC in ``exc`` or what caused it (a converter that wraps the OSError keeps it as cause)."""
     seen = 0
     while exc is not None and seen < 16:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if any(text in str(exc) for text in _NO_SPACE_TEXT):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

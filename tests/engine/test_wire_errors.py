@@ -24,3 +24,11 @@ def test_a_full_disk_is_507_naming_the_setting_and_never_the_path() -> None:
     assert status == 507 and "DSOCR_CACHE_DIR" in message and "/root" not in message
     assert http_status(full)[:2] == (507, NO_SPACE_MESSAGE)  # the same in the supervisor itself
     assert to_wire_error(OSError(errno.EACCES, "denied")).type == WireError.MODEL_ERROR
+
+
+def test_a_full_disk_said_in_words_by_a_library_is_507_too() -> None:
+    class SafetensorError(Exception):  # safetensors' own type, raised from Rust with the OS's words
+        pass
+
+    err = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert to_wire_error(err) == WireError(WireError.NO_SPACE, NO_SPACE_MESSAGE)
