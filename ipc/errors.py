@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from ipc.protocol import WireError
 
+# a full disk, in the engine (converting weights into the cache) or in the supervisor: 507. The
+# answer names the setting to change, never a path (the server's home directory is nobody's business)
+NO_SPACE_MESSAGE = (
+    "no space left on the disk: free some, or point the cache dir elsewhere with $DSOCR_CACHE_DIR "
+    "(or --model-option MODEL.cache_dir=DIR)"
+)
+
 
 class EngineError(Exception):
     """Base of the errors an engine reports; ``wire`` is the name that crosses the pipe."""

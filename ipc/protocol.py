@@ -175,6 +175,7 @@ class WireError:
     NOT_LOADED: ClassVar[str] = "not_loaded"
     WEIGHTS_UNAVAILABLE: ClassVar[str] = "weights_unavailable"
     OUT_OF_MEMORY: ClassVar[str] = "out_of_memory"
+    NO_SPACE: ClassVar[str] = "no_space"  # ENOSPC: the disk (of the cache dir) is full
     MODEL_ERROR: ClassVar[str] = "model_error"
     PROTOCOL: ClassVar[str] = "protocol"
 

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ipc.weights import remove_orphans
-from supervisor.errors import http_status
+from supervisor.body_budget import BODY_BUDGET, BodyBudget, body_budget_middleware
+from supervisor.errors import CLIENT_GONE, http_status
 from supervisor.metrics import ServiceMetrics, timing_middleware
 from supervisor.responses import json_response
 from supervisor.security import auth_middleware, headers_middleware
@@ -48,7 +49,9 @@ async def error_middleware(
         )
     except Exception as exc:
         status, message, headers = http_status(exc)
-        if status >= 500 and status not in (502, 503, 504, 507):
+        if status == CLIENT_GONE:  # one line, no traceback, and counted as 499, not 500
+            log.info("%s %s -> client went away [%s]: %s", request.method, request.path, request_id, exc)
+        elif status >= 500 and status not in (502, 503, 504, 507):
             log.error("%s %s -> %d [%s]: %s", request.method, request.path, status, request_id, message,
                       exc_info=status == 500)  # fmt: skip
         else:
@@ -91,6 +94,7 @@ def make_app(settings: Settings, service: Service | None = None) -> web.Applicat
     from supervisor import routes
 
     service = service or Service(settings)
+    budget = BodyBudget(settings.upload_budget_bytes)
 
     def metrics() -> ServiceMetrics | None:
         return service.metrics
@@ -101,10 +105,14 @@ def make_app(settings: Settings, service: Service | None = None) -> web.Applicat
         headers_middleware(settings.cors_origins),
         error_middleware,
         auth_middleware(settings.api_key),
+        body_budget_middleware(budget, settings),  # after auth: a stranger reserves nothing
     ]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_bytes + 2**20)
     app[SETTINGS] = settings
     app[SERVICE] = service
+    app[BODY_BUDGET] = budget
+    if service.metrics is not None:
+        service.metrics.watch_uploads(lambda: budget.in_flight, budget.limit_bytes, lambda: budget.refused)
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_service_ctx)
     routes.add_routes(app)

@@ -160,6 +160,13 @@ class QuietAccessLog(AbstractAccessLogger):
 )
 @click.option("--queue-size", type=int, default=32, show_default=True, help="Requests that may wait.")
 @click.option("--max-upload-mb", type=float, default=50.0, show_default=True)
+@click.option(
+    "--upload-budget-mb",
+    type=float,
+    default=lambda: env_float("DSOCR_UPLOAD_BUDGET_MB", 96.0),
+    show_default="96 or $DSOCR_UPLOAD_BUDGET_MB",
+    help="Request bodies in flight, all together; a new one beyond it is answered 503 before it is read.",
+)
 @click.option("--pdf-dpi", type=int, default=144, show_default=True, help="Resolution PDF pages are rendered at.")
 @click.option("--max-pdf-pages", type=int, default=50, show_default=True)
 @click.option(
@@ -242,7 +249,7 @@ class QuietAccessLog(AbstractAccessLogger):
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeout: float,
           engine_idle_timeout: float, offload_policy: str, request_timeout: float, queue_size: int,
-          max_upload_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], preload: bool, drain_seconds: float, allow_remote_images: bool, log_level: str) -> None:  # fmt: skip
+          max_upload_mb: float, upload_budget_mb: float, pdf_dpi: int, max_pdf_pages: int, api_key: str | None, cors_origins: tuple[str, ...], engine_threads: int | None, max_batch: int | None, max_load_failures: int, max_pdf_megapixels: float, max_connections: int, header_timeout: float, body_timeout: float, model_options: tuple[str, ...], preload: bool, drain_seconds: float, allow_remote_images: bool, log_level: str) -> None:  # fmt: skip
     """Run the HTTP service."""
     from supervisor import server
     from supervisor.app import make_app
@@ -257,6 +264,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
         host=host, port=port, models=list(models), device=device, idle_timeout=idle_timeout,
         engine_idle_timeout=engine_idle_timeout, offload_policy=offload_policy,
         request_timeout=request_timeout, queue_size=queue_size, max_upload_mb=max_upload_mb,
+        upload_budget_mb=upload_budget_mb,
         log_level=log_level.upper(), model_options=_parse_model_options(model_options),
         api_key=api_key, cors_origins=list(cors_origins), pdf_dpi=pdf_dpi, max_pdf_pages=max_pdf_pages,
         engine_threads=engine_threads, max_batch=max_batch, max_load_failures=max_load_failures,

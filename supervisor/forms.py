@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from supervisor.errors import ClientError
+from supervisor.errors import CLIENT_GONE, ClientError
 from supervisor.pdf import is_pdf
 from supervisor.settings import Settings
 
@@ -90,7 +90,7 @@ async def _read(request: web.Request, file_limit: int, file_field: str) -> Form:
         raise ClientError(400, f"malformed multipart body: {getattr(exc, 'message', exc)}") from None
     except ConnectionResetError:
         # the client went away mid-upload: nobody reads this answer, but it is no server error
-        raise ClientError(400, "the connection closed before the upload was complete") from None
+        raise ClientError(CLIENT_GONE, "the connection closed before the upload was complete") from None
     if data is None:
         raise ClientError(400, f"no '{file_field}' field in the form")
     if not data:

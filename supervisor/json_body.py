@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from supervisor.errors import ClientError
+from supervisor.errors import CLIENT_GONE, ClientError
 from supervisor.settings import Settings
 
 
@@ -35,14 +35,26 @@ async def read_json(request: web.Request, settings: Settings) -> dict[str, Any]:
     return body
 
 
-async def _read(request: web.Request, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _read(request: web.Request, limit: int) -> bytes | bytearray:
+    """The body, refused with 413 as soon as it passes ``limit`` (a chunked one is counted as it
+    comes). With a Content-Length it is read into one buffer of that size: no list of chunks
+    joined at the end, which held the body twice (issue 20: a 50 MB JSON body took 63 -> 217 MB)."""
+    length = request.content_length
+    buffer = bytearray(length) if length is not None else None
+    chunks: list[bytes] = []
+    size = 0
     try:
         while chunk := await request.content.read(256 * 1024):
-            size += len(chunk)
-            if size > limit:
+            end = size + len(chunk)
+            if end > limit or (buffer is not None and end > len(buffer)):
                 raise ClientError(413, f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
+            if buffer is not None:
+                buffer[size:end] = chunk
+            else:
+                chunks.append(chunk)
+            size = end
     except ConnectionResetError:
-        raise ClientError(400, "the connection closed before the body was complete") from None
+        raise ClientError(CLIENT_GONE, "the connection closed before the body was complete") from None
+    if buffer is not None:
+        return buffer if size == len(buffer) else buffer[:size]
     return b"".join(chunks)

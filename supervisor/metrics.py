@@ -2,7 +2,8 @@
 
 The queue gauges and the refused counter are what autoscalers read (deploy/kubernetes/).
 
-HTTP counters are updated by a middleware; everything about models is read from the lifecycles
+HTTP counters are updated by a middleware (a client that went away is ``status="499"``, nginx's
+convention, never a 5xx); everything about models is read from the lifecycles
 at scrape time by a collector, so the lifecycle keeps a single source of truth.
 """
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -30,6 +31,14 @@ class ServiceMetrics:
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(_LifecycleCollector(lifecycles))
+
+    def watch_uploads(self, in_flight: Callable[[], float], limit: float, refused: Callable[[], float]) -> None:
+        """Gauges of the upload budget (``supervisor.body_budget``), read at scrape time."""
+        Gauge("dsocr_upload_bytes_in_flight", "Request-body bytes admitted and not finished",
+              registry=self.registry).set_function(in_flight)  # fmt: skip
+        Gauge("dsocr_upload_budget_bytes", "The budget for request bodies in flight", registry=self.registry).set(limit)
+        Gauge("dsocr_upload_refused_requests", "Requests refused (503) because the upload budget was full",
+              registry=self.registry).set_function(refused)  # fmt: skip
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         route = _route_label(request)

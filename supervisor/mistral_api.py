@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.image_urls import load_url
@@ -107,4 +108,4 @@ async def ocr(request: web.Request) -> web.Response:
 
 
 def add_mistral_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/ocr", ocr)
+    app.router.add_post("/v1/ocr", ocr, expect_handler=expect_continue)

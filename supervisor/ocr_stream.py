@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from supervisor import routes
+from supervisor.body_budget import expect_continue
 from supervisor.documents import Event, PageResult, stream_pages
 from supervisor.errors import http_status
 from supervisor.forms import read_form, upstream_fields
@@ -86,8 +87,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
         body.pop("boxes", None)  # each page line had them already
         final = body
     except (ConnectionResetError, asyncio.CancelledError):
-        log_ocr(lc.model, len(results), time.monotonic() - started, "client-gone", request["request_id"])
-        raise
+        raise  # the client went away: the error middleware logs it in one line and counts a 499
     except Exception as exc:
         status, message, _ = http_status(exc)
         final = {"done": True, "success": False, "status": status, "error": message, "page": number,
@@ -111,4 +111,4 @@ async def anext_or_none(events: AsyncIterator[Event]) -> Event | None:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/ocr/stream", ocr_stream)
+    app.router.add_post("/ocr/stream", ocr_stream, expect_handler=expect_continue)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError, http_status
 from supervisor.image_urls import load_url
@@ -194,4 +195,4 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 def add_openai_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
-    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/chat/completions", chat_completions, expect_handler=expect_continue)

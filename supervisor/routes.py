@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ipc.catalog import model_info
 from supervisor import readiness
+from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
@@ -221,8 +222,12 @@ async def static(request: web.Request) -> web.StreamResponse:
     """Files of the page; a missing one is a JSON 404 like every other error (aiohttp's static
     route answers an empty octet-stream 404 from inside the file response)."""
     root = WEB_DIR.resolve()
-    path = (root / request.match_info["path"]).resolve()
-    if root not in path.parents or not path.is_file():
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        found = root in path.parents and path.is_file()
+    except (ValueError, OSError):  # a NUL byte ("/static/%00"), a name too long: no such file
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path)
 
@@ -244,7 +249,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/gpu/release", gpu_release)
     app.router.add_post("/gpu/stop", gpu_stop)
     app.router.add_post("/gpu/load", gpu_load)
-    app.router.add_post("/ocr", ocr)
+    app.router.add_post("/ocr", ocr, expect_handler=expect_continue)
     app.router.add_get("/static/{path:.+}", static)
     from supervisor.client_routes import add_client_routes  # imports this module: here, not at the top
 

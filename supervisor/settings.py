@@ -32,6 +32,8 @@ class Settings:
     request_timeout: float = 300.0  # an inference running longer kills and respawns the engine
     queue_size: int = 32  # requests waiting for the engine beyond the one it runs
     max_upload_mb: float = 50.0
+    # request bodies in flight, all requests together: beyond it a new upload is 503 before it is read
+    upload_budget_mb: float = 96.0
     pdf_dpi: int = 144
     max_pdf_pages: int = 50
     boot_timeout: float = 120.0
@@ -74,3 +76,7 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def upload_budget_bytes(self) -> int:
+        return int(self.upload_budget_mb * 2**20)

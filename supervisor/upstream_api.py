@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
@@ -99,5 +100,5 @@ async def pdf_to_images(request: web.Request) -> web.Response:
 
 
 def add_upstream_routes(app: web.Application) -> None:
-    app.router.add_post("/ocr-pdf", ocr_pdf)
-    app.router.add_post("/pdf-to-images", pdf_to_images)
+    app.router.add_post("/ocr-pdf", ocr_pdf, expect_handler=expect_continue)
+    app.router.add_post("/pdf-to-images", pdf_to_images, expect_handler=expect_continue)

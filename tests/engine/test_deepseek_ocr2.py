@@ -225,4 +225,6 @@ def test_uncached_hub_id_offline_fails_fast(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(WeightsUnavailable) as info:
         DeepseekOcr2Adapter().weight_files()  # the default: deepseek-community/DeepSeek-OCR-2
     assert time.monotonic() - t0 < 5
-    assert "deepseek-community/DeepSeek-OCR-2" in str(info.value) and str(tmp_path / "hub") in str(info.value)
+    assert "deepseek-community/DeepSeek-OCR-2" in str(info.value) and "model_path=DIR" in str(info.value)
+    # a client sees this message (503): it names the model and the setting, never the server's paths
+    assert str(tmp_path) not in str(info.value) and "/root" not in str(info.value)

@@ -47,7 +47,7 @@ def resolve_folder(model_path: str, download: bool = True) -> Path:
     if _is_local(model_path):
         folder = Path(model_path).expanduser()
         if not folder.is_dir():
-            raise WeightsUnavailable(f"deepseek-ocr-2: model_path {folder} is not a folder")
+            raise WeightsUnavailable(f"deepseek-ocr-2: model_path {model_path} is not a folder")
         return folder
     from huggingface_hub import snapshot_download
 
@@ -57,14 +57,19 @@ def resolve_folder(model_path: str, download: bool = True) -> Path:
         return cached
     except Exception as exc:  # not (fully) cached, whatever the hub's error type: try the network
         cached_error = exc
+    # the answer names the model id and the settings, never a path (the hub cache is under the
+    # server's home directory, issue 20); the server's log keeps the details
+    where = "download it into the hub cache ($HF_HOME) or give a folder: --model-option deepseek-ocr-2.model_path=DIR"
     if not download:
-        raise WeightsUnavailable(f"deepseek-ocr-2: {model_path} is not in the hub cache {_hub_cache()}: {cached_error}")
+        log.warning("%s is not in the hub cache %s: %s", model_path, _hub_cache(), cached_error)
+        raise WeightsUnavailable(f"deepseek-ocr-2: {model_path} is not in the hub cache; {where}")
     try:
         return Path(snapshot_download(model_path, allow_patterns=HUB_FILES))
     except Exception as exc:
+        log.warning("cannot get %s from the hub (cache %s): %s: %s", model_path, _hub_cache(), type(exc).__name__, exc)
         raise WeightsUnavailable(
-            f"deepseek-ocr-2: cannot get {model_path} from the hub, and it is not in the hub cache "
-            f"{_hub_cache()} ({type(exc).__name__}: {exc})"
+            f"deepseek-ocr-2: cannot get {model_path} from the hub ({type(exc).__name__}) and it is not in "
+            f"the hub cache; {where}"
         ) from None
 
 

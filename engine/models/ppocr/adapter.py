@@ -38,7 +38,7 @@ def rapidocr_models_dir() -> Path:
     models = Path(next(iter(spec.submodule_search_locations))) / "models"
     missing = [name for name in (DET_ONNX, REC_ONNX, CLS_ONNX) if not (models / name).is_file()]
     if missing:
-        raise WeightsUnavailable(f"{', '.join(missing)} not in {models}: {INSTALL_HINT}")
+        raise WeightsUnavailable(f"{', '.join(missing)} not in the rapidocr package: {INSTALL_HINT}")
     return models
 
 
