@@ -12,6 +12,8 @@ from ipc.weights import OutOfSharedMemory, StoreError
 
 
 def to_wire_error(exc: BaseException) -> WireError:
+    if isinstance(exc, OutOfSharedMemory):  # ENOSPC of /dev/shm: its own answer names shm_size
+        return WireError(WireError.OUT_OF_MEMORY, str(exc))
     if _disk_full(exc):  # before the rest: a WeightsUnavailable may wrap it, and its text has paths
         return WireError(WireError.NO_SPACE, NO_SPACE_MESSAGE)
     if isinstance(exc, EngineError):

@@ -11,7 +11,6 @@ from typing import Any
 
 from aiohttp import web
 
-from supervisor import searchable_pdf
 from supervisor.alto import alto_document
 from supervisor.errors import ClientError
 from supervisor.hocr import hocr_document
@@ -39,6 +38,8 @@ def render_document(output: str, body: dict[str, Any], data: bytes, filename: st
     if output == "alto":
         return alto_document(pages, filename)
     if output == "pdf":
+        from supervisor import searchable_pdf  # pikepdf loads only when a PDF is asked for (it logs at import)
+
         pdf = data if is_pdf(data) else searchable_pdf.image_pdf(data)
         return searchable_pdf.add_text_layer(pdf, pages)
     raise ValueError(output)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.server import (
     Server,
+    descendants,
     get_json,
     pid_alive,
     render_text,
@@ -43,8 +44,10 @@ def rss_kb(pid: int) -> int:
 
 
 def engine_children(server: Server) -> set[int]:
-    """Live processes below the supervisor (engines, a zygote), remembered for cleanup."""
-    return set(server.engine_pids())
+    """Live processes below the supervisor (engines, a zygote, multiprocess's resource tracker once
+    an engine was spawned: the registry lists it too), engines remembered for cleanup."""
+    server.engine_pids()
+    return descendants(server.pid)
 
 
 async def ocr(s: aiohttp.ClientSession, url: str, text: str) -> tuple[int, dict, str | None]:
