@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ipc import protocol as p
 from ipc.weights import segment_name, unlink_segment
-from supervisor.engine_handle import EngineHandle
+from supervisor.core.engine_handle import EngineHandle
 
 MODEL = "deepseek-ocr-2"
 BATCHES = (1, 2, 4, 8)

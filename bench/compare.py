@@ -33,11 +33,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.sample import text_png
-from supervisor.children import private_rss_bytes
-from supervisor.engine_handle import EngineHandle, Launcher, spawn_launcher
-from supervisor.lifecycle import ModelLifecycle
-from supervisor.settings import Settings
-from supervisor.zygote import Zygote
+from supervisor.core.children import private_rss_bytes
+from supervisor.core.engine_handle import EngineHandle, Launcher, spawn_launcher
+from supervisor.core.lifecycle import ModelLifecycle
+from supervisor.core.settings import Settings
+from supervisor.core.zygote import Zygote
 
 
 class BaselineProcess:

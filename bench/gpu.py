@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ipc import protocol as p
 from ipc.weights import segment_name, unlink_segment
-from supervisor import gpus
-from supervisor.engine_handle import EngineHandle
+from supervisor.core import gpus
+from supervisor.core.engine_handle import EngineHandle
 
 
 def nvml_bytes(pid: int | None) -> int:

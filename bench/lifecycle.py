@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 from bench.sample import text_png  # noqa: E402
 from ipc import protocol as p  # noqa: E402
 from ipc.weights import segment_name, unlink_segment  # noqa: E402
-from supervisor.children import private_rss_bytes  # noqa: E402
-from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle, Launcher, spawn_launcher  # noqa: E402
-from supervisor.zygote import Zygote  # noqa: E402
+from supervisor.core.children import private_rss_bytes  # noqa: E402
+from supervisor.core.engine_handle import EngineDead, EngineFailure, EngineHandle, Launcher, spawn_launcher  # noqa: E402
+from supervisor.core.zygote import Zygote  # noqa: E402
 
 STEPS = ["cold_load", "infer", "offload", "restore", "stop", "respawn_restore", "release"]
 TEXT = "Invoice 2024-0517 total 44.96 EUR"

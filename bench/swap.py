@@ -31,8 +31,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from supervisor import gpus  # noqa: E402
-from supervisor.device_arbiter import HEADROOM_BYTES, HEADROOM_FACTOR  # noqa: E402
+from supervisor.core import gpus  # noqa: E402
+from supervisor.core.device_arbiter import HEADROOM_BYTES, HEADROOM_FACTOR  # noqa: E402
 from tests.integration.server import free_port, render_text  # noqa: E402
 
 

@@ -10,8 +10,8 @@ from ocrmypdf.pluginspec import OcrEngine, OrientationConfidence
 from PIL import Image
 
 from dsocr_ocrmypdf.server import DsocrServer
-from supervisor.hocr import hocr_document
-from supervisor.text_layout import TextLine, TextPage, body_pages
+from supervisor.documents.hocr import hocr_document
+from supervisor.documents.text_layout import TextLine, TextPage, body_pages
 
 # What each model reads, as OCRmyPDF's (Tesseract's) language codes: ppocr's PP-OCRv6 reads
 # Chinese (simplified and traditional), English and Japanese; deepseek-ocr-2 reads the rest too.

@@ -15,16 +15,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from ipc.weights import remove_orphans
-from supervisor.body_budget import BODY_BUDGET, BodyBudget, body_budget_middleware
-from supervisor.errors import CLIENT_GONE, http_status
-from supervisor.metrics import ServiceMetrics, timing_middleware
-from supervisor.responses import json_response
-from supervisor.security import auth_middleware, headers_middleware
-from supervisor.server import SERVER_NAME
-from supervisor.service import SERVICE, SETTINGS, Service
-from supervisor.settings import Settings
+from supervisor.api import mistral, native, native_stream, upstream
+from supervisor.api.openai import routes as openai
+from supervisor.api.openapi import routes as openapi
+from supervisor.core.metrics import ServiceMetrics, timing_middleware
+from supervisor.core.service import SERVICE, SETTINGS, Service
+from supervisor.core.settings import Settings
+from supervisor.http.body_budget import BODY_BUDGET, BodyBudget, body_budget_middleware
+from supervisor.http.errors import CLIENT_GONE, http_status
+from supervisor.http.responses import json_response
+from supervisor.http.security import auth_middleware, headers_middleware
+from supervisor.http.server import SERVER_NAME
 
 log = logging.getLogger("dsocr.supervisor")
+
+# the dialects whose routes the app serves, each registering its own (``add_routes``); a path
+# two of them claim goes to the first
+DIALECTS = (native_stream, native, openai, mistral, upstream, openapi)
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -91,8 +98,6 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 def make_app(settings: Settings, service: Service | None = None) -> web.Application:
     """The application; the ``Service`` is made here (its checks raise ``ConfigError`` before
     anything listens) unless one is given."""
-    from supervisor import routes
-
     service = service or Service(settings)
     budget = BodyBudget(settings.upload_budget_bytes)
 
@@ -115,5 +120,6 @@ def make_app(settings: Settings, service: Service | None = None) -> web.Applicat
         service.metrics.watch_uploads(lambda: budget.in_flight, budget.limit_bytes, lambda: budget.refused)
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.append(_service_ctx)
-    routes.add_routes(app)
+    for dialect in DIALECTS:
+        dialect.add_routes(app)
     return app

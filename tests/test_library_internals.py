@@ -43,9 +43,9 @@ def used_attributes(function: object, owner: str) -> set[str]:
     return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and ast.unparse(n.value) == owner}
 
 
-# -- aiohttp: supervisor/server.py's connection cap ---------------------------------------------------
+# -- aiohttp: supervisor/http/server.py's connection cap ---------------------------------------------------
 
-SERVER = "supervisor/server.py"
+SERVER = "supervisor/http/server.py"
 # what AppRunner._make_server and Application._make_handler touch on aiohttp 3.14 (Runner copies both)
 RUNNER_STEPS = {"_set_loop", "on_startup", "startup", "freeze", "_make_handler"}
 HANDLER_STEPS = {"_set_loop", "freeze", "_debug", "_handler_args", "_handle", "_make_request", "_loop"}
@@ -93,7 +93,7 @@ def test_aiohttp_request_handler_internals_the_cap_reads_are_there() -> None:
 
 
 async def test_aiohttp_the_capped_server_is_built_and_reads_its_internals() -> None:
-    from supervisor.server import Runner, _CappedServer, _Handler
+    from supervisor.http.server import Runner, _CappedServer, _Handler
 
     runner = Runner(web.Application(), max_connections=2)
     await runner.setup()  # runs Runner._make_server on this aiohttp

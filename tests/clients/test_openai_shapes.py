@@ -3,10 +3,10 @@ in page order, usage and finish reasons."""
 
 from __future__ import annotations
 
-from supervisor.documents import PageResult
-from supervisor.openai_prompts import options_for
-from supervisor.openai_shapes import PAGE_JOIN, finish_reason, usage
-from supervisor.openai_stream import _PageOrder
+from supervisor.api.openai.prompts import options_for
+from supervisor.api.openai.shapes import PAGE_JOIN, finish_reason, usage
+from supervisor.api.openai.stream import _PageOrder
+from supervisor.documents.pages import PageResult
 
 
 def test_upstream_prompt_strings_map_to_prompt_types() -> None:

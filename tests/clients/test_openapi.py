@@ -15,10 +15,10 @@ import orjson
 import pytest
 from aiohttp import web
 
+from supervisor.api.openapi.routes import DOCS_DIR, SPEC
 from supervisor.app import make_app
-from supervisor.openapi import DOCS_DIR, SPEC
-from supervisor.security import CSP
-from supervisor.settings import Settings
+from supervisor.core.settings import Settings
+from supervisor.http.security import CSP
 from tests.integration.browser import browser
 from tests.integration.server import Server, get_json
 

@@ -11,9 +11,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from supervisor import image_urls
-from supervisor.errors import ClientError
-from supervisor.image_urls import check_public, decode_data_url, fetch_remote
+from supervisor.http import image_urls
+from supervisor.http.errors import ClientError
+from supervisor.http.image_urls import check_public, decode_data_url, fetch_remote
 from tests.integration.server import render_text, running_server
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from supervisor.errors import ClientError
-from supervisor.upstream_api import upstream_fields
+from supervisor.api.upstream import upstream_fields
+from supervisor.http.errors import ClientError
 from tests.clients.conftest import SECOND_PAGE
 from tests.integration.server import LINES, Server, post_ocr, render_text, running_server
 from tests.pdfs import scanned_pdf

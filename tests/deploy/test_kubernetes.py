@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from supervisor.app import make_app
-from supervisor.lifecycle import ModelLifecycle
-from supervisor.metrics import ServiceMetrics
-from supervisor.settings import Settings
+from supervisor.core.lifecycle import ModelLifecycle
+from supervisor.core.metrics import ServiceMetrics
+from supervisor.core.settings import Settings
 from tests.helpers import ROOT
 
 K8S_VERSION = "1.33.0"

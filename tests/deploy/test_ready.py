@@ -9,8 +9,8 @@ import time
 import aiohttp
 import pytest
 
-from supervisor.lifecycle import State
-from supervisor.readiness import ModelLoad, unready_reasons
+from supervisor.core.lifecycle import State
+from supervisor.http.readiness import ModelLoad, unready_reasons
 from tests.integration.server import post_ocr, render_text, running_server
 
 pytestmark = pytest.mark.timeout(180)

@@ -10,7 +10,7 @@ import pytest
 
 from ipc import protocol as p
 from ipc.weights import unlink_segment
-from supervisor.engine_handle import EngineFailure, EngineHandle
+from supervisor.core.engine_handle import EngineFailure, EngineHandle
 from tests.helpers import SegmentGuard, pid_gone, shm  # noqa: F401  (shm is a fixture)
 from tests.tiny_deepseek import MIXED_REQUESTS, build_tiny
 

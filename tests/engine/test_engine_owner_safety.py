@@ -20,9 +20,9 @@ import pytest
 
 from ipc import protocol as p
 from ipc.weights import unlink_segment
-from supervisor import engine_handle
-from supervisor.children import ChildRegistry
-from supervisor.engine_handle import EngineDead, EngineHandle
+from supervisor.core import engine_handle
+from supervisor.core.children import ChildRegistry
+from supervisor.core.engine_handle import EngineDead, EngineHandle
 from tests.helpers import SegmentGuard, pid_gone, shm, text_png, wait_until  # noqa: F401
 
 MODEL = "synthetic"

@@ -19,7 +19,7 @@ import pytest
 
 from ipc import protocol as p
 from ipc.weights import list_segments, unlink_segment
-from supervisor.engine_handle import EngineDead, EngineFailure, EngineHandle
+from supervisor.core.engine_handle import EngineDead, EngineFailure, EngineHandle
 from tests.helpers import (  # noqa: F401  (shm is a fixture)
     ROOT,
     SegmentGuard,
@@ -197,7 +197,7 @@ PARENT = """
 import asyncio, io, sys
 from PIL import Image
 from ipc import protocol as p
-from supervisor.engine_handle import EngineHandle
+from supervisor.core.engine_handle import EngineHandle
 
 async def main(segment, folder):
     engine = EngineHandle(log_level="WARNING")

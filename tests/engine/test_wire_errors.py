@@ -7,7 +7,7 @@ import errno
 from engine.errors import to_wire_error
 from ipc.errors import NO_SPACE_MESSAGE, EngineFailure, WeightsUnavailable
 from ipc.protocol import WireError
-from supervisor.errors import http_status
+from supervisor.http.errors import http_status
 
 
 def test_a_full_disk_is_507_naming_the_setting_and_never_the_path() -> None:

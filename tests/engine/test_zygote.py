@@ -16,10 +16,10 @@ import pytest_asyncio
 
 from ipc import protocol as p
 from ipc.weights import unlink_segment
-from supervisor import zygote as zygote_module
-from supervisor.children import ChildRegistry
-from supervisor.engine_handle import EngineDead, EngineHandle, Launcher
-from supervisor.zygote import Zygote
+from supervisor.core import zygote as zygote_module
+from supervisor.core.children import ChildRegistry
+from supervisor.core.engine_handle import EngineDead, EngineHandle, Launcher
+from supervisor.core.zygote import Zygote
 from tests.helpers import ROOT, SegmentGuard, child_env, pid_gone, render_text, shm  # noqa: F401  (shm is a fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one zygote (seconds to boot) for the module
@@ -191,7 +191,7 @@ async def test_zygote_that_cannot_boot_is_given_up_and_engines_spawn(
 
 
 async def test_supervisor_modules_stay_torch_free() -> None:
-    code = "import sys, supervisor.service, supervisor.zygote; print('torch' in sys.modules)"
+    code = "import sys, supervisor.core.service, supervisor.core.zygote; print('torch' in sys.modules)"
     run = [sys.executable, "-c", code]
     done = await asyncio.to_thread(subprocess.run, run, cwd=ROOT, env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.settings import Settings
+from supervisor.core.settings import Settings
 from tests.integration.server import LINES, Server, render_text, running_server
 
 pytestmark = pytest.mark.timeout(240)

@@ -15,9 +15,9 @@ from tests.helpers import ROOT, child_env, pid_gone, wait_until
 # what the service does with the zygote: start it, fork engines through it, then wait for a kill
 HOLDER = """
 import asyncio, sys, orjson
-from supervisor.children import ChildRegistry
-from supervisor.engine_handle import EngineHandle
-from supervisor.zygote import Zygote
+from supervisor.core.children import ChildRegistry
+from supervisor.core.engine_handle import EngineHandle
+from supervisor.core.zygote import Zygote
 
 async def main():
     zygote = Zygote(log_level="WARNING")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipc import protocol as p
-from supervisor.engine_handle import EngineSpec, Launched
+from supervisor.core.engine_handle import EngineSpec, Launched
 
 _PIDS = itertools.count(4_000_000)  # above any real pid_max default: never a real process
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipc.errors import EngineDead, EngineFailure
-from supervisor.children import ChildRegistry
-from supervisor.device_arbiter import DeviceArbiter
-from supervisor.engine_handle import EngineHandle
-from supervisor.lifecycle import (
+from supervisor.core.children import ChildRegistry
+from supervisor.core.device_arbiter import DeviceArbiter
+from supervisor.core.engine_handle import EngineHandle
+from supervisor.core.lifecycle import (
     ALLOWED,
     ModelFailed,
     ModelLifecycle,
@@ -39,7 +39,7 @@ from supervisor.lifecycle import (
     ServiceClosing,
     State,
 )
-from supervisor.settings import OFFLOAD_POLICIES, Settings
+from supervisor.core.settings import OFFLOAD_POLICIES, Settings
 from tests.sim.fakes import FakeDevice, FakeLauncher, Faults, World
 from tests.sim.virtual_loop import Stalled, VirtualClockLoop
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from supervisor.device_arbiter import DeviceArbiter, enough_room
-from supervisor.lifecycle import ModelFailed, ModelLifecycle, State
+from supervisor.core.device_arbiter import DeviceArbiter, enough_room
+from supervisor.core.lifecycle import ModelFailed, ModelLifecycle, State
 from tests.sim.fakes import Faults
 from tests.sim.harness import GIB, Report, Simulation, run_schedule
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.body_budget import BodyBudget
-from supervisor.errors import CLIENT_GONE, BodyBudgetFull, http_status
+from supervisor.http.body_budget import BodyBudget
+from supervisor.http.errors import CLIENT_GONE, BodyBudgetFull, http_status
 
 
 def test_the_budget_admits_what_fits_always_one_and_takes_back_what_ends() -> None:

@@ -12,8 +12,8 @@ import os
 import signal
 import threading
 
-from supervisor.children import ChildRegistry
-from supervisor.engine_handle import EngineHandle, EngineSpec, Launched, spawn_launcher
+from supervisor.core.children import ChildRegistry
+from supervisor.core.engine_handle import EngineHandle, EngineSpec, Launched, spawn_launcher
 
 
 class CountingProcess:

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from supervisor import gpus
-from supervisor.cli import NO_GPU_EXIT, main
-from supervisor.gpus import GpuInfo, Visibility, choose_gpu, format_gpus, list_gpus, parse_visibility
+from supervisor.cli.main import NO_GPU_EXIT, main
+from supervisor.core import gpus
+from supervisor.core.gpus import GpuInfo, Visibility, choose_gpu, format_gpus, list_gpus, parse_visibility
 
 MiB = 2**20
 UUIDS = ["GPU-1a2b3c4d-0000-0000-0000-000000000000", "GPU-5e6f7a8b-0000-0000-0000-000000000000",

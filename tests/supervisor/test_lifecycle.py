@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.lifecycle import ALLOWED, InvalidTransition, ModelLifecycle, State
-from supervisor.settings import Settings
+from supervisor.core.lifecycle import ALLOWED, InvalidTransition, ModelLifecycle, State
+from supervisor.core.settings import Settings
 
 
 def test_every_state_can_be_released_and_reached() -> None:

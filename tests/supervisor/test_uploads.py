@@ -1,4 +1,4 @@
-"""``supervisor.uploads.inspect_image``: the supervisor's cheap header check on uploads."""
+"""``supervisor.http.uploads.inspect_image``: the supervisor's cheap header check on uploads."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from supervisor.errors import ClientError
-from supervisor.uploads import MAX_PIXELS, ImageHeader, inspect_image
+from supervisor.http.errors import ClientError
+from supervisor.http.uploads import MAX_PIXELS, ImageHeader, inspect_image
 
 BAD_DIR = Path(__file__).resolve().parent.parent / "data" / "bad"
 

@@ -1,0 +1,1 @@
+"""``/openapi.json`` and ``/docs`` (Swagger UI, vendored in ``docs_ui``)."""
