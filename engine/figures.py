@@ -4,7 +4,7 @@ A result's ``figures`` is a list of ``{"id": "figure-N.png", "box": [x1, y1, x2,
 "png_base64": "...", "caption": str | None}``: ``box`` in the image's pixels, ``id`` the file name
 the markdown links as ``![](figure-N.png)`` (N counts the page's figures from 0), the crop a PNG in
 base64 (no ``data:`` prefix). A PDF's merged answer prefixes ids with the page
-(``page-P-figure-N.png``, see ``supervisor/results.py``). DeepSeek-OCR-2's ``image`` spans and the
+(``page-P-figure-N.png``, see ``supervisor/documents/results.py``). DeepSeek-OCR-2's ``image`` spans and the
 embedded model's figure regions both come through :func:`crop_figure`.
 """
 

@@ -1,6 +1,6 @@
 """The engine process: reads framed messages from its pipe, runs them, answers on the same pipe.
 
-Started by the supervisor (``supervisor.engine_handle``) with the ``spawn`` method. Two threads:
+Started by the supervisor (``supervisor.core.engine_handle``) with the ``spawn`` method. Two threads:
 
 - the reader thread only moves bytes: it receives frames, answers ``stats`` at once from the last
   snapshot the main thread published (so status works while an inference runs, and the reader

@@ -2,7 +2,7 @@
 
     python -m engine.zygote --fd N --parent PID [--log-level L]
 
-Started by the supervisor (``supervisor.zygote``) with one end of a ``SOCK_SEQPACKET`` socket pair
+Started by the supervisor (``supervisor.core.zygote``) with one end of a ``SOCK_SEQPACKET`` socket pair
 as fd ``N``. A spawned engine spends about a second importing torch, transformers and the model
 code; a child forked from here starts with all of it imported (copy-on-write) and answers in tens
 of milliseconds. Android's zygote and Python's ``forkserver`` with preloaded modules are the

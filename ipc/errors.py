@@ -1,7 +1,7 @@
 """Errors that cross the pipe, by wire name, and the two the supervisor raises about an engine.
 
 The engine raises the exception classes here (through ``engine.models.base``) and maps anything
-else to ``model_error``; the supervisor maps wire names to HTTP statuses (``supervisor.errors``).
+else to ``model_error``; the supervisor maps wire names to HTTP statuses (``supervisor.http.errors``).
 One module on both sides, so a name cannot mean one thing in one process and another in the other.
 """
 
