@@ -6,7 +6,6 @@ which kind it was (see ``EXIT_CODES``); a traceback is a bug.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import sys
@@ -20,86 +19,23 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from ipc.catalog import MODEL_NAMES, model_info
 from supervisor.cli import client
+from supervisor.cli.common import (
+    EXIT_CODES,
+    MODEL_EXIT,
+    NO_SERVER_EXIT,
+    OneLineErrors,
+    fail,
+    one_line,
+    usage,
+    version,
+)
+from supervisor.cli.control import gpus, mcp, offload, release, status, stop
 from supervisor.cli.ocr_output import DOCUMENTS, FORMATS, output_paths, render, render_document
 from supervisor.core.settings import OFFLOAD_POLICIES, Settings, env_float, env_int
 
-NO_GPU_EXIT = 3
-EXIT_CODES = {
-    0: "done",
-    1: "a file could not be read, or the server refused a request (the others were still done)",
-    2: "no dsocr server answers at --url",
-    3: "`dsocr gpus`: no visible NVIDIA GPU",
-    4: "the model could not be loaded (weights absent, no memory...)",
-    64: "wrong usage: unknown option, model or prompt type, a missing file",
-    130: "interrupted (Ctrl+C)",
-}
-NO_SERVER_EXIT, MODEL_EXIT, USAGE_EXIT = 2, 4, 64
-
-
-def _default_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('PORT', '8001')}"
-
-
-url_option = click.option("--url", default=_default_url, show_default="http://127.0.0.1:$PORT",
-                          help="Address of a running dsocr server.")  # fmt: skip
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {_one_line(message)}", err=True)
-    sys.exit(code)
-
-
-def _usage(message: str) -> None:
-    _fail(message, USAGE_EXIT)
-
-
-class OneLineErrors(click.Group):
-    """Click's own errors as one line (``error: ...; see 'dsocr CMD --help'``) with exit status 64."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs["standalone_mode"] = False
-        kwargs.setdefault("prog_name", "dsocr")
-        try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.Abort:
-            _fail("interrupted", 130)
-        except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx else "dsocr"
-            _usage(f"{exc.format_message().rstrip('.')}; see '{where} --help'")
-        except click.ClickException as exc:
-            _fail(exc.format_message().rstrip("."), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("dsocr")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    try:
-        return fn(*args, **kwargs)
-    except client.ServerUnavailable as exc:
-        _fail(f"{exc}; start one with `dsocr serve` or pass --url", NO_SERVER_EXIT)
-    except client.ServerError as exc:
-        _fail(str(exc))
-    raise AssertionError("unreachable")
-
-
-def _print_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-
 
 @click.group(cls=OneLineErrors, epilog="Exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
-@click.version_option(_version(), "--version", prog_name="dsocr", message="%(prog)s %(version)s")
+@click.version_option(version(), "--version", prog_name="dsocr", message="%(prog)s %(version)s")
 def main() -> None:
     """dsocr: an OCR server that keeps GPU memory free whenever it is not working."""
 
@@ -258,7 +194,7 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
 
     unknown = [m for m in models if model_info(m) is None]
     if unknown:
-        _usage(f"unknown model {unknown[0]!r}; known models: {', '.join(MODEL_NAMES)}")
+        usage(f"unknown model {unknown[0]!r}; known models: {', '.join(MODEL_NAMES)}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s supervisor %(levelname)s %(message)s")
     settings = Settings(
         host=host, port=port, models=list(models), device=device, idle_timeout=idle_timeout,
@@ -275,14 +211,14 @@ def serve(host: str, port: int, models: tuple[str, ...], device: str, idle_timeo
     try:
         app = make_app(settings)
     except ConfigError as exc:
-        _usage(str(exc))
+        usage(str(exc))
     except NoGpu as exc:
-        _fail(str(exc), 3)
+        fail(str(exc), 3)
     try:
         # SIGTERM: /ready turns 503 for --drain-seconds, then requests in flight get 30 s to finish
         server.run(app, settings, access_log_class=QuietAccessLog)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def _parse_model_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -300,82 +236,33 @@ def _parse_model_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return options
 
 
-@main.command()
-@url_option
-@json_option
-def status(url: str, as_json: bool) -> None:
-    """Show the state of a running server's models."""
-    body = _call(client.get, f"{url}/gpu/status")
-    if as_json:
-        _print_json(body)
-        return
-    for m in body.get("models", [body]):
-        pid = m.get("engine_pid") or "-"
-        click.echo(f"{m['model']}: {m['state']} ({m['model_location']}) on {m['device']}, engine {pid}, "
-                   f"idle {m['idle_time']:.1f}s, shared memory {m['shared_memory_bytes'] / 2**20:.1f} MiB, "
-                   f"GPU allocated {m['gpu_memory_allocated']:.3f} GiB")  # fmt: skip
-
-
-def _control(verb: str, url: str, model: str | None, as_json: bool) -> None:
-    query = f"?model={model}" if model else ""
-    body = _call(client.post, f"{url}/gpu/{verb}{query}")
-    _print_json(body) if as_json else click.echo(body.get("message", body.get("status")))
-
-
-@main.command()
-@url_option
-@click.option("--model", default=None, help="Only this model (default: all).")
-@json_option
-def offload(url: str, model: str | None, as_json: bool) -> None:
-    """Offload the model from the device; its weights stay cached in shared memory."""
-    _control("offload", url, model, as_json)
-
-
-@main.command()
-@url_option
-@click.option("--model", default=None, help="Only this model (default: all).")
-@json_option
-def release(url: str, model: str | None, as_json: bool) -> None:
-    """Stop the engine and free the shared memory: nothing of the model stays."""
-    _control("release", url, model, as_json)
-
-
-@main.command()
-@url_option
-@click.option("--model", default=None, help="Only this model (default: all).")
-@json_option
-def stop(url: str, model: str | None, as_json: bool) -> None:
-    """Stop the engine (zero GPU memory) and keep the weights cached for a fast restore."""
-    _control("stop", url, model, as_json)
-
-
 def _ocr_fields(model: str, prompt_type: str, find_term: str | None, custom_prompt: str | None,
                 grounding: bool | None) -> dict[str, str]:  # fmt: skip
     """The request's fields, checked against the model's catalog entry before anything starts."""
     info = model_info(model)
     if info is None:
-        _usage(f"unknown model {model!r}; known models: {', '.join(MODEL_NAMES)}")
+        usage(f"unknown model {model!r}; known models: {', '.join(MODEL_NAMES)}")
     assert info is not None
     if prompt_type not in info.prompt_types:
         others = [m.name for m in map(model_info, MODEL_NAMES) if m and prompt_type in m.prompt_types]
         hint = f" ({', '.join(others)} has it: add --model {others[0]})" if others else ""
-        _usage(f"{model} has no prompt type {prompt_type!r}; it has {', '.join(info.prompt_types)}{hint}")
+        usage(f"{model} has no prompt type {prompt_type!r}; it has {', '.join(info.prompt_types)}{hint}")
     fields = {"model": model, "prompt_type": prompt_type}
     if prompt_type in info.find_term:
         if not (find_term or "").strip():
-            _usage(f"--prompt-type {prompt_type} needs --find-term TERM (what to locate)")
+            usage(f"--prompt-type {prompt_type} needs --find-term TERM (what to locate)")
         fields["find_term"] = find_term or ""
     elif find_term is not None:
-        _usage(f"--find-term is for --prompt-type {' or '.join(info.find_term) or 'find (deepseek-ocr-2)'}")
+        usage(f"--find-term is for --prompt-type {' or '.join(info.find_term) or 'find (deepseek-ocr-2)'}")
     if prompt_type in info.custom_prompt:
         if not (custom_prompt or "").strip():
-            _usage(f"--prompt-type {prompt_type} needs --custom-prompt TEXT")
+            usage(f"--prompt-type {prompt_type} needs --custom-prompt TEXT")
         fields["custom_prompt"] = custom_prompt or ""
     elif custom_prompt is not None:
-        _usage(f"--custom-prompt is for --prompt-type {' or '.join(info.custom_prompt) or 'freeform (deepseek-ocr-2)'}")
+        usage(f"--custom-prompt is for --prompt-type {' or '.join(info.custom_prompt) or 'freeform (deepseek-ocr-2)'}")
     if grounding is not None:
         if not info.grounding:
-            _usage(f"{model} has no grounding switch; drop --grounding/--no-grounding")
+            usage(f"{model} has no grounding switch; drop --grounding/--no-grounding")
         fields["grounding"] = "true" if grounding else "false"
     return fields
 
@@ -386,7 +273,7 @@ def _read_on_server(url: str, files: tuple[Path, ...], fields: dict[str, str]) -
         try:
             results.append((path, client.ocr_file(f"{url.rstrip('/')}/ocr", path, fields)))
         except client.ServerUnavailable as exc:
-            _fail(f"{exc}; start one with `dsocr serve`, or leave out --url to read here", NO_SERVER_EXIT)
+            fail(f"{exc}; start one with `dsocr serve`, or leave out --url to read here", NO_SERVER_EXIT)
         except client.ServerError as exc:
             results.append((path, exc))
     return results
@@ -405,7 +292,7 @@ def _read_here(files: tuple[Path, ...], fields: dict[str, str], device: str,
         return list(run_local(list(files), model, resolved, options, model_options.get(model, {}), "CRITICAL"))
     except ModelUnavailable as exc:
         hint = f"; point to the weights with --model-option {model}.model_path=DIR" if model != "ppocr" else ""
-        _fail(f"{exc}{hint}", MODEL_EXIT)
+        fail(f"{exc}{hint}", MODEL_EXIT)
     raise AssertionError("unreachable")
 
 
@@ -434,20 +321,20 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
     fmt = "json" if as_json else (fmt or "text")
     fields = _ocr_fields(model, prompt_type, find_term, custom_prompt, grounding)
     if url and model_options:
-        _usage("--model-option sets up a local engine; for a server, give it to `dsocr serve`")
+        usage("--model-option sets up a local engine; for a server, give it to `dsocr serve`")
     parsed = _parse_model_options(model_options)
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            _fail(f"cannot create {out_dir}: {exc.strerror or exc}")
+            fail(f"cannot create {out_dir}: {exc.strerror or exc}")
     results = _read_on_server(url, files, fields) if url else _read_here(files, fields, device, parsed)
     targets = output_paths(list(files), out_dir, fmt) if out_dir is not None else {}
     failed = 0
     for path, result in results:
         if isinstance(result, Exception):
             failed += 1
-            click.echo(f"{path}: error: {_one_line(result)}", err=True)
+            click.echo(f"{path}: error: {one_line(result)}", err=True)
         elif fmt in DOCUMENTS:
             document = render_document(path, result, fmt)
             if out_dir is not None:
@@ -466,54 +353,8 @@ def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, promp
     sys.exit(1 if failed else 0)
 
 
-@main.command()
-@click.option("--url", default=None, help="Use the dsocr server at this address (default: run the models here).")
-@click.option("--model", "models", multiple=True, default=lambda: [os.environ.get("DSOCR_MODEL", "ppocr")],
-              show_default="ppocr or $DSOCR_MODEL", help="Without --url: the models to serve (repeatable).")  # fmt: skip
-@click.option("--device", default=lambda: os.environ.get("DSOCR_DEVICE", "auto"), show_default="auto",
-              help="Without --url: auto | cpu | cuda | cuda:N.")  # fmt: skip
-@click.option("--idle-timeout", type=float, default=lambda: env_float("GPU_IDLE_TIMEOUT", 60.0),
-              show_default="60 or $GPU_IDLE_TIMEOUT", help="Without --url: idle seconds before an offload.")  # fmt: skip
-def mcp(url: str | None, models: tuple[str, ...], device: str, idle_timeout: float) -> None:
-    """Run a Model Context Protocol server on stdio (tools: ocr, gpu_status, gpu_offload, gpu_release)."""
-    from supervisor.api import mcp as mcp_server  # stdout carries the protocol: logs go to stderr
-
-    logging.basicConfig(level="WARNING", stream=sys.stderr, format="%(asctime)s dsocr-mcp %(levelname)s %(message)s")
-    mcp_server.run(url, Settings(models=list(models), device=device, idle_timeout=idle_timeout))
-
-
-NO_GPU_EXIT = 3
-
-
-@main.command()
-@json_option
-def gpus(as_json: bool) -> None:
-    """List the visible NVIDIA GPUs and mark the one `serve --device auto` picks.
-
-    Honours CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES. Exit status: 0 when there is a GPU,
-    3 when there is none (no NVIDIA driver, or none visible): the service then runs on the CPU.
-    """
-    from supervisor.core import gpus as gpu_info
-
-    try:
-        found, error = gpu_info.list_gpus(), None
-    except gpu_info.NoGpu as exc:
-        found, error = [], str(exc)
-    if not found and error is None:
-        error = "no visible NVIDIA GPU (see CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES)"
-    chosen = gpu_info.choose_gpu(found)
-    if as_json:
-        _print_json({
-            "gpus": [dict(g.as_dict(), selected=g is chosen) for g in found],
-            "selected": chosen.index if chosen else None,
-            "device": f"cuda:{chosen.cuda_index}" if chosen else "cpu",
-            "error": error,
-        })  # fmt: skip
-    elif chosen is None:
-        click.echo(f"No NVIDIA GPU: {error}. `dsocr serve` runs on the CPU.")
-    else:
-        click.echo(gpu_info.format_gpus(found, chosen))
-    sys.exit(0 if chosen else NO_GPU_EXIT)
+for _command in (status, offload, release, stop, mcp, gpus):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

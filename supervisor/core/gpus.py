@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("dsocr.supervisor.core.gpus")
+log = logging.getLogger("dsocr.supervisor.gpus")
 
 MiB = 2**20
 

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ipc import protocol as p
@@ -52,44 +50,20 @@ from supervisor.core.model_states import (
     State,
     path_to,
 )
+from supervisor.core.owner_messages import Control, PartialHandler, Request, settle
 from supervisor.core.settings import Settings
+from supervisor.core.transitions import EngineTransitions
 
 __all__ = ["ALLOWED", "InvalidTransition", "ModelFailed", "ModelLifecycle", "OwnerError", "QueueFull",
            "RequestTimeout", "ServiceClosing", "State"]  # fmt: skip
 
-log = logging.getLogger("dsocr.supervisor.core.lifecycle")
+log = logging.getLogger("dsocr.supervisor.lifecycle")
 
-_STATS_TIMEOUT_S = 2.0
-_OFFLOAD_TIMEOUT_S = 60.0
 _STEP_RETRY_S = 0.1  # after a step failed unexpectedly: no hot loop if it keeps failing
 _TIMER_SLACK_S = 1e-3
 
 
-# what leaving the device means for its lease (see supervisor.core.device_arbiter)
-_OFF_DEVICE = frozenset({State.CACHED, State.UNLOADED, State.FAILED})
-
-
-PartialHandler = Callable[[str], None]
-
-
-@dataclass(eq=False)
-class _Request:
-    image: bytes
-    options: dict[str, Any]
-    future: asyncio.Future[dict[str, Any]]
-    on_partial: PartialHandler | None = None
-    keep_alive: float | None = None
-    queued: float = 0.0
-
-
-@dataclass(eq=False)
-class _Control:
-    name: str  # "load" | "offload" | "stop" | "release"
-    reason: str
-    future: asyncio.Future[Any]
-
-
-class ModelLifecycle:
+class ModelLifecycle(EngineTransitions):
     def __init__(
         self,
         model: str,
@@ -120,11 +94,11 @@ class ModelLifecycle:
         self.on_transition: Callable[[State, State], None] | None = None  # observers (tests/sim)
         # after a CUDA engine is killed: wait for its memory to come back (NVML)
         self._on_engine_killed = on_engine_killed
-        self._requests: collections.deque[_Request] = collections.deque()
-        self._controls: collections.deque[_Control] = collections.deque()
+        self._requests: collections.deque[Request] = collections.deque()
+        self._controls: collections.deque[Control] = collections.deque()
         self._wake = asyncio.Event()
-        self._running: list[_Request] = []  # the batch the engine runs now
-        self._serving: _Control | None = None  # the control command the owner runs now
+        self._running: list[Request] = []  # the batch the engine runs now
+        self._serving: Control | None = None  # the control command the owner runs now
         self._owner: asyncio.Task[None] | None = None
         self._closing = False
         self.owner_restarts = 0
@@ -157,10 +131,10 @@ class ModelLifecycle:
         log.error("%s: owner task ended unexpectedly (%s); failing its callers and restarting it", self.model, why)
         error = OwnerError(f"{self.model}: the model's owner stopped unexpectedly; it was restarted")
         for request in self._running:
-            _settle(request.future, error)
+            settle(request.future, error)
         self._running = []
         if self._serving is not None:
-            _settle(self._serving.future, error)
+            settle(self._serving.future, error)
             self._serving = None
         self._fail_waiting(error)
         self.owner_restarts += 1
@@ -216,7 +190,7 @@ class ModelLifecycle:
             self.refused_total += 1
             raise QueueFull(f"{len(self._requests)} requests already waiting for {self.model}")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._requests.append(_Request(image, options, future, on_partial, keep_alive, self.clock()))
+        self._requests.append(Request(image, options, future, on_partial, keep_alive, self.clock()))
         self._wake.set()
         return await future  # cancelled: the owner skips it (waiting) or drops its result (running)
 
@@ -241,7 +215,7 @@ class ModelLifecycle:
         self._closing = True
         if self._owner is not None and not self._owner.done():
             closing = asyncio.get_running_loop().create_future()
-            self._controls.append(_Control("close", "shutdown", closing))
+            self._controls.append(Control("close", "shutdown", closing))
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(closing), grace)
@@ -256,7 +230,7 @@ class ModelLifecycle:
             self._walk_to(State.UNLOADED)
         closing_error = ServiceClosing("the server is shutting down")
         for request in self._running:  # a batch cut short by the grace period: answer its callers
-            _settle(request.future, closing_error)
+            settle(request.future, closing_error)
         self._running = []
         self._fail_waiting(closing_error)
 
@@ -267,7 +241,7 @@ class ModelLifecycle:
     async def _command(self, name: str, reason: str) -> Any:
         self._check_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._controls.append(_Control(name, reason, future))
+        self._controls.append(Control(name, reason, future))
         self._wake.set()
         # shielded: a caller that goes away must not cancel a transition half-way
         return await asyncio.shield(future)
@@ -351,7 +325,7 @@ class ModelLifecycle:
         except Exception:  # a timer must never end the owner: log, and the next tick tries again
             log.exception("%s: idle transition failed", self.model)
 
-    async def _serve_control(self, control: _Control) -> bool:
+    async def _serve_control(self, control: Control) -> bool:
         """Run one control command; True when it was the last (close)."""
         try:
             if control.name == "load":
@@ -391,8 +365,8 @@ class ModelLifecycle:
         configured = self.settings.max_batch_for(self.device)
         return max(1, min(configured, self.batch_limit))
 
-    def _take_batch(self) -> list[_Request]:
-        batch: list[_Request] = []
+    def _take_batch(self) -> list[Request]:
+        batch: list[Request] = []
         limit = self._max_batch()
         while self._requests and len(batch) < limit:
             request = self._requests.popleft()
@@ -400,10 +374,10 @@ class ModelLifecycle:
                 batch.append(request)
         return batch
 
-    async def _serve_batch(self, batch: list[_Request]) -> None:
+    async def _serve_batch(self, batch: list[Request]) -> None:
         """Run ``batch`` and answer every one of its callers, whatever happens."""
         self._running = batch
-        outcomes: list[tuple[_Request, Any]] = []
+        outcomes: list[tuple[Request, Any]] = []
         try:
             outcomes = await self._batch_outcomes(batch)
             if not self._requests:
@@ -414,12 +388,12 @@ class ModelLifecycle:
             running, self._running = self._running, []
             self.last_used = self.clock()
             for request, outcome in outcomes:
-                _settle(request.future, outcome)
+                settle(request.future, outcome)
             unanswered = OwnerError(f"{self.model}: the batch was cut short; see the server log")
             for request in running:  # an unexpected error or a cancellation: still an answer
-                _settle(request.future, unanswered)
+                settle(request.future, unanswered)
 
-    async def _batch_outcomes(self, batch: list[_Request]) -> list[tuple[_Request, Any]]:
+    async def _batch_outcomes(self, batch: list[Request]) -> list[tuple[Request, Any]]:
         if self.state is State.FAILED:
             error = ModelFailed(self._failed_message())
             return [(request, error) for request in batch]
@@ -436,7 +410,7 @@ class ModelLifecycle:
             log.exception("%s: batch of %d failed", self.model, len(batch))
             return [(request, exc) for request in batch]
 
-    async def _run_batch(self, engine: EngineHandle, batch: list[_Request]) -> list[tuple[_Request, Any]]:
+    async def _run_batch(self, engine: EngineHandle, batch: list[Request]) -> list[tuple[Request, Any]]:
         """Run ``batch`` in the engine; each request's result or error, to be settled by the caller."""
         t0 = self.clock()
         stream = any(r.on_partial is not None for r in batch)
@@ -464,7 +438,7 @@ class ModelLifecycle:
         seconds = self.clock() - t0
         self.batches[len(batch)] += 1
         results = reply.get("results", [])
-        outcomes: list[tuple[_Request, Any]] = []
+        outcomes: list[tuple[Request, Any]] = []
         for i, request in enumerate(batch):
             result = results[i] if i < len(results) else {"error": {"type": "protocol", "message": "no result"}}
             if "error" in result:
@@ -488,260 +462,8 @@ class ModelLifecycle:
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._requests:
-            _settle(self._requests.popleft().future, exc)
+            settle(self._requests.popleft().future, exc)
         while self._controls:
             control = self._controls.popleft()
             if control.name != "close":
-                _settle(control.future, exc)
-
-    # -- state ----------------------------------------------------------------------------
-
-    def _set(self, state: State) -> None:
-        if state not in ALLOWED[self.state]:
-            raise InvalidTransition(f"{self.model}: {self.state.value} -> {state.value}")
-        before, self.state = self.state, state
-        if state is State.CACHED:
-            self._cached_since = self.clock()
-        if self.arbiter is not None:
-            if state in _OFF_DEVICE:
-                self.arbiter.give_back(self)
-            elif state is State.RESIDENT:
-                self.arbiter.settle(self)
-        if self.on_transition is not None:
-            self.on_transition(before, state)
-
-    def _done(self, name: str, t0: float, detail: str = "") -> None:
-        seconds = self.clock() - t0
-        self.transitions[name] += 1
-        self.transition_seconds[name] += seconds
-        pid = self.engine.pid if self.engine else None
-        extra = f" {detail}" if detail else ""
-        log.info("%s %s in %.3fs (engine %s, %s)%s", self.model, name, seconds, pid, self.device, extra)
-
-    def _failed_message(self) -> str:
-        return (
-            f"model {self.model} is failed after {self.load_failures} load failures in a row "
-            f"({self.failure}); POST /gpu/release?model={self.model} (or a restart) lets it try again"
-        )
-
-    @property
-    def engine_alive(self) -> bool:
-        return self.engine is not None and self.engine.alive
-
-    def _segment_exists(self) -> bool:
-        return self.segments.exists(self.segment)
-
-    # -- engine ---------------------------------------------------------------------------
-
-    async def _ensure_engine(self) -> EngineHandle:
-        await self._reap_dead_engine()
-        if self.engine is None:
-            handle = self._make_engine(
-                log_level=self.settings.log_level,
-                boot_timeout=self.settings.boot_timeout,
-                threads=self.settings.engine_threads,
-                launcher=self.launcher,
-                registry=self.registry,
-                model=self.model,
-            )
-            await handle.spawn()  # cancellation-safe: a cancelled spawn kills its child
-            self.engine = handle
-            self._fresh_engine = True
-        return self.engine
-
-    async def _reap_dead_engine(self) -> None:
-        """An engine that died on its own: reap it; a resident model becomes cached."""
-        if self.engine is not None and not self.engine.alive:
-            await self._kill_engine()
-            if self.state is State.RESIDENT:
-                self._set(State.CACHED)
-
-    async def _kill_engine(self) -> None:
-        engine, self.engine = self.engine, None
-        self.device_memory = {"allocated": 0, "reserved": 0}
-        if engine is None:
-            return
-        await engine.kill()
-        if self._on_engine_killed is not None and engine.pid is not None and self.device.startswith("cuda"):
-            await self._on_engine_killed(engine.pid, self.model)
-
-    async def _engine_lost(self) -> None:
-        """The engine died or hung during a batch: kill it; the weights stay cached."""
-        await self._kill_engine()
-        if self.state is State.RESIDENT:
-            self._set(State.CACHED)
-
-    def _note_memory(self, result: dict[str, Any]) -> None:
-        memory = result.get("device_memory")
-        if isinstance(memory, dict):
-            self.device_memory = {"allocated": memory.get("allocated", 0), "reserved": memory.get("reserved", 0)}
-        if "batch_limit" in result:
-            self.batch_limit = max(1, int(result["batch_limit"]))
-
-    # -- transitions ----------------------------------------------------------------------
-
-    async def _ensure_resident(self) -> EngineHandle:
-        await self._reap_dead_engine()
-        if self.state is State.RESIDENT and self.engine_alive:
-            return self.engine  # type: ignore[return-value]
-        if self.state is State.FAILED:
-            raise ModelFailed(self._failed_message())
-        if self.state is State.CACHED and not self._segment_exists():
-            log.warning("%s: segment %s vanished; loading again", self.model, self.segment)
-            await self._kill_engine()
-        restoring = self.state is State.CACHED and self._segment_exists()
-        if self.arbiter is not None:
-            await self.arbiter.acquire(self, self.shared_memory_bytes if restoring else None)
-        try:
-            if restoring:
-                await self._restore()
-            else:
-                await self._load()
-        finally:
-            if self.arbiter is not None and self.state in _OFF_DEVICE:
-                self.arbiter.give_back(self)  # it never got on the device (cancelled before a change)
-        return self.engine  # type: ignore[return-value]
-
-    async def _load(self) -> None:
-        t0 = self.clock()
-        self._set(State.LOADING)
-        try:
-            engine = await self._ensure_engine()
-            msg = p.Load(0, self.model, self.segment, self.device, self.options)
-            result = await engine.request(msg, timeout=self.settings.request_timeout * 4)
-        except BaseException as exc:
-            # nothing half-done: no engine state we cannot trust, no half-written segment
-            await self._kill_engine()
-            self.segments.unlink(self.segment)
-            self._load_failed(exc)
-            raise
-        self.load_failures, self.failure = 0, None
-        self._note_memory(result)
-        self._set(State.RESIDENT)
-        self._done("load", t0, f"{result.get('weights_bytes', 0) / 2**20:.1f} MiB")
-
-    def _load_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError):
-            self._set(State.UNLOADED)
-            return
-        self.load_failures += 1
-        limit = self.settings.max_load_failures
-        self.failure = f"{type(exc).__name__}: {exc}"[:500]
-        if limit > 0 and self.load_failures >= limit:
-            self._set(State.FAILED)
-            log.error("%s: failed after %d load failures in a row: %s", self.model, self.load_failures, self.failure)
-        else:
-            self._set(State.UNLOADED)
-            log.warning("%s: load failed (%d in a row): %s", self.model, self.load_failures, self.failure)
-
-    async def _restore(self) -> None:
-        t0 = self.clock()
-        self._set(State.RESTORING)
-        try:
-            engine = await self._ensure_engine()
-            msg = p.Restore(0, self.model, self.segment, self.device, self.options)
-            result = await engine.request(msg, timeout=self.settings.request_timeout)
-        except BaseException:
-            await self._kill_engine()
-            self._set(State.CACHED)
-            raise
-        self._note_memory(result)
-        self._set(State.RESIDENT)
-        self._done("restore", t0)
-
-    async def _offload(self, reason: str) -> bool:
-        await self._reap_dead_engine()
-        if self.state is not State.RESIDENT:
-            return False
-        t0 = self.clock()
-        self._set(State.OFFLOADING)
-        try:
-            result = await self.engine.request(p.Offload(0, self.model), timeout=_OFFLOAD_TIMEOUT_S)  # type: ignore[union-attr]
-            self._note_memory(result)
-        except (EngineDead, EngineFailure, asyncio.TimeoutError) as exc:
-            log.warning("%s: offload failed (%s); stopping the engine instead", self.model, exc)
-            await self._kill_engine()
-        self._set(State.CACHED)
-        self._done("offload", t0, f"({reason})")
-        return True
-
-    async def _stop(self, reason: str) -> bool:
-        if self.engine is None:
-            return False
-        t0 = self.clock()
-        await self._kill_engine()
-        if self.state is State.RESIDENT:
-            self._set(State.CACHED)
-        self._done("stop", t0, f"({reason})")
-        return True
-
-    async def _release(self, reason: str) -> None:
-        t0 = self.clock()
-        self._set(State.RELEASING)
-        try:
-            await self._kill_engine()
-            self.segments.unlink(self.segment)
-        finally:
-            self._set(State.UNLOADED)
-            self._cached_since = None
-            self.load_failures, self.failure = 0, None
-        self._done("release", t0, f"({reason})")
-
-    # -- status (read-only views for routes and metrics) ----------------------------------
-
-    @property
-    def idle_time(self) -> float:
-        return 0.0 if self.busy else self.clock() - self.last_used
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._running or self._requests)
-
-    @property
-    def model_location(self) -> str:
-        if self.state in (State.RESIDENT, State.OFFLOADING):
-            return "gpu" if self.device.startswith("cuda") else "cpu"
-        if self.state in (State.CACHED, State.RESTORING):
-            return "cpu"
-        return "unloaded"
-
-    @property
-    def shared_memory_bytes(self) -> int:
-        return self.segments.size(self.segment)
-
-    async def live_device_memory(self) -> dict[str, int]:
-        """The engine's allocator figures now (answered even during an inference); stored nowhere,
-        so a late answer can never overwrite what a kill has just set."""
-        engine = self.engine
-        if engine is None or not engine.alive or not self.device.startswith("cuda"):
-            return dict(self.device_memory)
-        try:
-            stats = await engine.request(p.Stats(0), timeout=_STATS_TIMEOUT_S)
-        except (EngineDead, EngineFailure, asyncio.TimeoutError):
-            return dict(self.device_memory)
-        if engine is not self.engine:
-            return dict(self.device_memory)
-        memory = stats.get("device_memory", {}).get(self.device)
-        return dict(memory) if memory else dict(self.device_memory)
-
-    @property
-    def queue_depth(self) -> int:
-        """Requests waiting or running."""
-        return len(self._requests) + len(self._running)
-
-    @property
-    def queue_waiting(self) -> int:
-        """Requests waiting for the engine (not those it runs)."""
-        return len(self._requests)
-
-
-def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    """Resolve ``future`` unless its caller went away; an exception nobody awaits is not logged."""
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-        with contextlib.suppress(BaseException):
-            future.exception()  # marks it retrieved: a caller that left must not cause a warning
-    else:
-        future.set_result(outcome)
+                settle(control.future, exc)

@@ -11,7 +11,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from supervisor.cli.main import NO_GPU_EXIT, main
+from supervisor.cli.common import NO_GPU_EXIT
+from supervisor.cli.main import main
 from supervisor.core import gpus
 from supervisor.core.gpus import GpuInfo, Visibility, choose_gpu, format_gpus, list_gpus, parse_visibility
 
