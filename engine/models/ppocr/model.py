@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,9 +10,6 @@ from transformers import PPOCRV6SmallDetForObjectDetection, PPOCRV6SmallRecForTe
 
 from .classifier import LineOrientation
 from .config import NUM_CLASSES, REC_FINAL_NORM_EPS, det_config, rec_config
-
-if TYPE_CHECKING:
-    from .nets import Nets
 
 BLANK = 0  # CTC blank: class 0, stored as code point 0 in ``charset``
 
@@ -33,7 +30,9 @@ class PPOCRModule(nn.Module):
         self.rec.head.encoder.norm.eps = REC_FINAL_NORM_EPS
         self.register_buffer("charset", torch.zeros(NUM_CLASSES, dtype=torch.int32))
         self.characters: list[str] = []
-        self.nets: Nets | None = None  # how the pipeline runs the three networks (``after_bind``)
+        # how the pipeline runs the networks: a ``nets.Nets``, set in ``after_bind`` (not imported:
+        # nets imports this module)
+        self.nets: Any = None
 
     def decode_charset(self) -> None:
         """Turn the bound ``charset`` buffer into the list of class strings CTC decoding reads."""
