@@ -3,7 +3,7 @@
     python bench/batching.py                                   # the tiny random model on CPU
     python bench/batching.py --model deepseek-ocr-2 --device cuda --json   # the real checkpoint
 
-The same pages (8 by default) run as ``InferBatch`` messages of 1, 2, 4 and 8 requests in one
+The same pages (8 by default) run as ``Infer`` messages of 1, 2, 4 and 8 requests in one
 engine process (``EngineHandle``), after a warm-up; pages/s = pages / wall time of those messages
 (best of ``--rounds``, the sizes interleaved).
 ``same_as_sequential`` says whether every batch size gave exactly the batch-1 answers (text,
@@ -65,7 +65,7 @@ async def run_batches(engine: EngineHandle, images: list[bytes], options: dict[s
     t0 = time.perf_counter()
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        reply = await engine.request(p.InferBatch(0, MODEL, [options] * len(chunk), images=chunk), timeout=timeout)
+        reply = await engine.request(p.Infer(0, MODEL, [options] * len(chunk), images=chunk), timeout=timeout)
         results.extend(reply["results"])
     return time.perf_counter() - t0, results
 
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--prompt-type", default=None, help="default: free (tiny), document (real)")
     ap.add_argument("--rounds", type=int, default=2, help="each batch size runs this often; the best counts")
     ap.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: 1 on CPU)")
-    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per InferBatch")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per Infer message")
     ap.add_argument("--json", action="store_true", help="only the JSON line")
     args = ap.parse_args()
     tiny = args.model.endswith("-tiny")

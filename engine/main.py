@@ -132,14 +132,10 @@ class EngineLoop:
                 result = rt.load(msg.model, msg.segment, msg.device, msg.options)
             elif isinstance(msg, p.Restore):
                 result = rt.restore(msg.model, msg.segment, msg.device, msg.options)
-            elif isinstance(msg, p.Prepare):
-                result = rt.prepare(msg.model, msg.segment, msg.options)
             elif isinstance(msg, p.Offload):
                 result = rt.offload(msg.model)
             elif isinstance(msg, p.Infer):
-                result = rt.infer(msg.model, msg.image, msg.options)
-            elif isinstance(msg, p.InferBatch):
-                result = self.infer_batch(msg)
+                result = self.infer(msg)
             elif isinstance(msg, p.Shutdown):
                 rt.close()
                 result = {}
@@ -161,7 +157,7 @@ class EngineLoop:
         log.debug("%s %d done in %.3fs", msg.kind.value, msg.id, time.perf_counter() - t0)
         return p.reply_ok(msg, **result)
 
-    def infer_batch(self, msg: p.InferBatch) -> dict[str, Any]:
+    def infer(self, msg: p.Infer) -> dict[str, Any]:
         from engine.errors import to_wire_error
 
         partials = _PartialSender(self, msg.id) if msg.stream else None
@@ -172,7 +168,7 @@ class EngineLoop:
         for answer in answers:
             if isinstance(answer, Exception):
                 error = to_wire_error(answer)
-                log.info("infer_batch %d: one request failed: %s: %s", msg.id, error.type, error.message)
+                log.info("infer %d: one request failed: %s: %s", msg.id, error.type, error.message)
                 results.append({"error": error.to_dict()})
             else:
                 results.append(answer)
@@ -209,7 +205,7 @@ def main(conn: Any, parent_pid: int, log_level: str = "INFO", threads: int | Non
     """Entry point in the spawned process; ``threads`` caps torch's CPU threads (before import)."""
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)  # before torch loads OpenMP
     if threads:
-        # several engines (models, a standby, other services) share the cores: torch's default of
+        # several engines (models, other services) share the cores: torch's default of
         # one thread per core oversubscribes them, and its OpenMP workers then spin for seconds
         os.environ["OMP_NUM_THREADS"] = str(threads)
     logging.basicConfig(

@@ -94,16 +94,6 @@ class EngineRuntime:
             Path(path).unlink(missing_ok=True)
         return adapter.weight_files()
 
-    def prepare(self, model: str, segment: str, options: dict[str, Any]) -> dict[str, Any]:
-        """Import the model's code and map its segment, touching no device (standby engines)."""
-        t0 = time.perf_counter()
-        if model not in self.models:
-            adapter = create_adapter(model, options)
-            adapter.build_skeleton()  # on meta: pulls in the lazily imported modeling code now
-            store = WeightStore.attach(segment)
-            self.models[model] = LoadedModel(adapter, store, torch.device("cpu"))
-        return {"model": model, "seconds": time.perf_counter() - t0}
-
     def restore(self, model: str, segment: str, device: str, options: dict[str, Any]) -> dict[str, Any]:
         """cached -> resident: bind from the existing segment; the checkpoint is not read."""
         t0 = time.perf_counter()
@@ -166,23 +156,11 @@ class EngineRuntime:
     # -- inference ------------------------------------------------------------------------
 
     def infer(self, model: str, image: bytes, options: dict[str, Any]) -> dict[str, Any]:
-        loaded = self.models.get(model)
-        if loaded is None or not loaded.resident:
-            raise NotLoaded(f"model {model} is not resident in this engine")
-        t0 = time.perf_counter()
-        array = decode_image(image)
-        t_decode = time.perf_counter()
-        self.busy_since = t0
-        try:
-            with torch.inference_mode():
-                result = loaded.adapter.infer(loaded.module, array, options, loaded.device)
-        finally:
-            self.busy_since = None
-        h, w = array.shape[:2]
-        result.setdefault("image_dims", {"w": w, "h": h})
-        result["timing"] = {"decode_s": t_decode - t0, "infer_s": time.perf_counter() - t_decode}
-        result["device_memory"] = placement.device_memory(loaded.device)
-        return result
+        """One image, through the same path as a batch: its result, or its failure raised."""
+        (answer,) = self.infer_batch(model, [image], [options])
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def infer_batch(
         self, model: str, images: list[bytes], options: list[dict[str, Any]],

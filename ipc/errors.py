@@ -7,6 +7,8 @@ One module on both sides, so a name cannot mean one thing in one process and ano
 
 from __future__ import annotations
 
+from typing import Any
+
 from ipc.protocol import WireError
 
 # a full disk, in the engine (converting weights into the cache) or in the supervisor: 507. The
@@ -70,3 +72,17 @@ class EngineFailure(RuntimeError):
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> EngineFailure:
         return cls(WireError.from_dict(data))
+
+
+def item_outcome(results: list[Any], index: int) -> dict[str, Any] | EngineFailure:
+    """Item ``index`` of an ``Infer`` reply's ``results``: its result, or the failure of that image alone."""
+    item = results[index] if 0 <= index < len(results) else {"error": {"type": "protocol", "message": "no result"}}
+    return EngineFailure.from_dict(item["error"]) if "error" in item else item
+
+
+def only_result(reply: dict[str, Any]) -> dict[str, Any]:
+    """The result of a one-image ``Infer`` (``Infer.one``); its failure raised as :class:`EngineFailure`."""
+    outcome = item_outcome(reply.get("results", []), 0)
+    if isinstance(outcome, EngineFailure):
+        raise outcome
+    return outcome

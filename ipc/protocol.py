@@ -38,10 +38,8 @@ class Kind(str, enum.Enum):
     RESTORE = "restore"
     OFFLOAD = "offload"
     INFER = "infer"
-    INFER_BATCH = "infer_batch"
     PARTIAL = "partial"
     STATS = "stats"
-    PREPARE = "prepare"
     SHUTDOWN = "shutdown"
     REPLY = "reply"
 
@@ -89,20 +87,7 @@ class Offload(Message):
 
 @dataclass
 class Infer(Message):
-    """Run the resident model on ``image`` (raw file bytes) with ``options`` (prompt type...)."""
-
-    model: str
-    options: dict[str, Any] = field(default_factory=dict)
-    image: bytes = b""
-    kind: ClassVar[Kind] = Kind.INFER
-
-    def payload_bytes(self) -> bytes:
-        return self.image
-
-
-@dataclass
-class InferBatch(Message):
-    """Run the resident model on several images at once (one ``generate`` for a batching model).
+    """Run the resident model on one or more images (one ``generate`` for a batching model).
 
     ``images`` travel as the payload, one after another, ``sizes`` giving each one's length. The
     reply's result is ``{"results": [...]}``, one item per image: its result, or
@@ -115,10 +100,18 @@ class InferBatch(Message):
     sizes: list[int] = field(default_factory=list)
     stream: bool = False
     images: list[bytes] = field(default_factory=list)
-    kind: ClassVar[Kind] = Kind.INFER_BATCH
+    kind: ClassVar[Kind] = Kind.INFER
+
+    def __post_init__(self) -> None:
+        self.sizes = [len(image) for image in self.images]  # what the header says of the payload
 
     def payload_bytes(self) -> bytes:
         return b"".join(self.images)
+
+    @classmethod
+    def one(cls, id: int, model: str, options: dict[str, Any] | None = None, image: bytes = b"") -> Infer:
+        """One image: its reply is read with :func:`only_result`."""
+        return cls(id, model, [dict(options or {})], images=[image])
 
 
 @dataclass
@@ -132,20 +125,6 @@ class Partial(Message):
     index: int = 0
     text: str = ""
     kind: ClassVar[Kind] = Kind.PARTIAL
-
-
-@dataclass
-class Prepare(Message):
-    """Get ready to serve ``model`` without touching a device: import its code, map its segment.
-
-    A standby engine answers this ahead of need, so that a later restore pays neither the
-    interpreter start nor the imports, and holds no GPU memory meanwhile.
-    """
-
-    model: str
-    segment: str
-    options: dict[str, Any] = field(default_factory=dict)
-    kind: ClassVar[Kind] = Kind.PREPARE
 
 
 @dataclass
@@ -202,7 +181,7 @@ class Reply(Message):
 
 
 _BY_KIND: dict[Kind, type[Message]] = {
-    cls.kind: cls for cls in (Load, Restore, Offload, Infer, InferBatch, Partial, Prepare, Stats, Shutdown, Reply)
+    cls.kind: cls for cls in (Load, Restore, Offload, Infer, Partial, Stats, Shutdown, Reply)
 }
 
 
@@ -211,8 +190,6 @@ def encode(msg: Message) -> bytes:
     fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
     payload = msg.payload_bytes()
     if isinstance(msg, Infer):
-        fields.pop("image")
-    if isinstance(msg, InferBatch):
         fields.pop("images")
         fields["sizes"] = [len(image) for image in msg.images]
         if len(msg.options) != len(msg.images):
@@ -253,8 +230,6 @@ def decode(frame: bytes) -> Message:
     except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
         raise ProtocolError(f"bad header: {exc!r}") from None
     if cls is Infer:
-        fields["image"] = bytes(memoryview(frame)[end:])
-    elif cls is InferBatch:
         fields["images"] = _split_payload(frame, end, fields.get("sizes"), fields.get("options"))
     try:
         return cls(**fields)
@@ -264,11 +239,11 @@ def decode(frame: bytes) -> Message:
 
 def _split_payload(frame: bytes, start: int, sizes: Any, options: Any) -> list[bytes]:
     if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes):
-        raise ProtocolError("infer_batch: sizes must be a list of byte counts")
+        raise ProtocolError("infer: sizes must be a list of byte counts")
     if not isinstance(options, list) or len(options) != len(sizes):
-        raise ProtocolError("infer_batch: one option set per image is needed")
+        raise ProtocolError("infer: one option set per image is needed")
     if start + sum(sizes) != len(frame):
-        raise ProtocolError(f"infer_batch: sizes add up to {sum(sizes)}, payload is {len(frame) - start} bytes")
+        raise ProtocolError(f"infer: sizes add up to {sum(sizes)}, payload is {len(frame) - start} bytes")
     view, images = memoryview(frame), []
     for size in sizes:
         images.append(bytes(view[start : start + size]))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import protocol as p
+from ipc.errors import only_result
 from ipc.weights import segment_name, unlink_segment
 from supervisor.core.engine_handle import EngineDead, EngineFailure, EngineHandle
 from supervisor.documents.pdf import is_pdf, render_pdf
@@ -36,10 +37,13 @@ async def _run(paths: list[Path], model: str, device: str, options: dict[str, An
                 data = path.read_bytes()
                 if is_pdf(data):
                     pages = render_pdf(data)
-                    replies = [await engine.request(p.Infer(0, model, options, page.ppm)) for page in pages]
+                    replies = [
+                        only_result(await engine.request(p.Infer.one(0, model, options, page.ppm))) for page in pages
+                    ]
                     results.append((path, pdf_body(replies, [page.number for page in pages])))
                 else:
-                    results.append((path, result_body(await engine.request(p.Infer(0, model, options, data)))))
+                    reply = await engine.request(p.Infer.one(0, model, options, data))
+                    results.append((path, result_body(only_result(reply))))
             except Exception as exc:  # one bad file does not stop the others
                 results.append((path, exc))
     finally:

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipc import protocol as p
-from ipc.errors import EngineDead, EngineFailure
+from ipc.errors import EngineDead, EngineFailure, item_outcome
 from ipc.weights import HostSegments, segment_name
 from supervisor.core.children import ChildRegistry
 from supervisor.core.device_arbiter import DeviceArbiter
@@ -420,7 +420,7 @@ class ModelLifecycle(EngineTransitions):
             if handler is not None and not batch[index].future.done():
                 handler(text)
 
-        msg = p.InferBatch(0, self.model, [r.options for r in batch], stream=stream, images=[r.image for r in batch])
+        msg = p.Infer(0, self.model, [r.options for r in batch], stream=stream, images=[r.image for r in batch])
         budget = self.settings.request_timeout * (2 if self._fresh_engine else 1)
         self._fresh_engine = False
         try:
@@ -440,9 +440,9 @@ class ModelLifecycle(EngineTransitions):
         results = reply.get("results", [])
         outcomes: list[tuple[Request, Any]] = []
         for i, request in enumerate(batch):
-            result = results[i] if i < len(results) else {"error": {"type": "protocol", "message": "no result"}}
-            if "error" in result:
-                outcomes.append((request, EngineFailure.from_dict(result["error"])))
+            result = item_outcome(results, i)
+            if isinstance(result, EngineFailure):
+                outcomes.append((request, result))
                 continue
             self._note_memory(result)
             timing = result.setdefault("timing", {})

@@ -1,5 +1,5 @@
-"""deepseek-ocr-2 through a real engine process: one InferBatch of 8 mixed requests, streamed, against
-the same requests sent one by one (EngineHandle + Load + Infer / InferBatch, the tiny random model)."""
+"""deepseek-ocr-2 through a real engine process: one Infer of 8 mixed requests, streamed, against
+the same requests sent one by one (EngineHandle + Load + Infer of one and of eight, the tiny random model)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ipc import protocol as p
+from ipc.errors import only_result
 from ipc.weights import unlink_segment
 from supervisor.core.engine_handle import EngineFailure, EngineHandle
 from tests.helpers import SegmentGuard, pid_gone, shm  # noqa: F401  (shm is a fixture)
@@ -42,10 +43,13 @@ async def engine(tiny: Path, shm: SegmentGuard) -> AsyncIterator[EngineHandle]:
 
 
 async def test_batch_through_the_engine_is_token_for_token_one_by_one_and_streams(engine: EngineHandle) -> None:
-    alone = [(await engine.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)) for image, opts in REQUESTS]
+    alone = [
+        (only_result(await engine.request(p.Infer.one(0, MODEL, opts, image), timeout=TIMEOUT)))
+        for image, opts in REQUESTS
+    ]
     streamed: dict[int, list[str]] = {}
     reply = await engine.request(
-        p.InferBatch(0, MODEL, [opts for _, opts in REQUESTS], images=[image for image, _ in REQUESTS], stream=True),
+        p.Infer(0, MODEL, [opts for _, opts in REQUESTS], images=[image for image, _ in REQUESTS], stream=True),
         timeout=TIMEOUT,
         on_partial=lambda index, text: streamed.setdefault(index, []).append(text),
     )
@@ -63,11 +67,11 @@ async def test_batch_through_the_engine_is_token_for_token_one_by_one_and_stream
 async def test_bad_requests_fail_alone_in_a_batch(engine: EngineHandle) -> None:
     good, _ = REQUESTS[0]
     options = [{"prompt_type": "find", "find_term": "<image>"}, {"prompt_type": "free"}, {"prompt_type": "free"}]
-    reply = await engine.request(p.InferBatch(0, MODEL, options, images=[good, good, b"not an image"]), timeout=TIMEOUT)
+    reply = await engine.request(p.Infer(0, MODEL, options, images=[good, good, b"not an image"]), timeout=TIMEOUT)
     bad_term, ok, bad_image = reply["results"]
     assert bad_term["error"]["type"] == p.WireError.BAD_INPUT and "'<image>'" in bad_term["error"]["message"]
     assert ok["usage"]["completion_tokens"] > 0
     assert bad_image["error"]["type"] == p.WireError.BAD_INPUT
     with pytest.raises(EngineFailure) as info:  # alone, the same request is a bad_input reply (a 400)
-        await engine.request(p.Infer(0, MODEL, options[0], good), timeout=TIMEOUT)
+        only_result(await engine.request(p.Infer.one(0, MODEL, options[0], good), timeout=TIMEOUT))
     assert info.value.type == p.WireError.BAD_INPUT

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ipc import protocol as p
+from ipc.errors import only_result
 from ipc.weights import unlink_segment
 from supervisor.core import engine_handle
 from supervisor.core.children import ChildRegistry
@@ -71,7 +72,7 @@ async def test_stats_hammer_during_transitions_never_kills_the_engine(
     try:
         await handle.request(p.Load(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
         for _ in range(15):
-            await handle.request(p.Infer(0, MODEL, {}, IMAGE), timeout=TIMEOUT)
+            only_result(await handle.request(p.Infer.one(0, MODEL, {}, IMAGE), timeout=TIMEOUT))
             await handle.request(p.Offload(0, MODEL), timeout=TIMEOUT)
             await handle.request(p.Restore(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
     finally:
@@ -91,7 +92,7 @@ async def test_batch_answers_per_item_and_streams(registry: ChildRegistry, shm: 
         loaded = await handle.request(p.Load(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
         assert loaded["batch_limit"] == 1
         partials: list[tuple[int, str]] = []
-        msg = p.InferBatch(0, MODEL, [{}, {}, {}], images=[IMAGE, b"not an image", IMAGE], stream=True)
+        msg = p.Infer(0, MODEL, [{}, {}, {}], images=[IMAGE, b"not an image", IMAGE], stream=True)
         reply = await handle.request(msg, timeout=TIMEOUT, on_partial=lambda i, t: partials.append((i, t)))
         first, bad, third = reply["results"]
         assert first["text"].startswith("synthetic ") and third["text"] == first["text"]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ipc import protocol as p
+from ipc.errors import only_result
 from ipc.weights import list_segments, unlink_segment
 from supervisor.core.engine_handle import EngineDead, EngineFailure, EngineHandle
 from tests.helpers import (  # noqa: F401  (shm is a fixture)
@@ -77,7 +78,7 @@ async def test_restore_after_kill_reads_no_checkpoint(engines: Start, shm: Segme
     first = await engines()
     loaded = await ask(first, p.Load(0, MODEL, segment, "cpu", options))
     assert loaded["state"] == "resident"
-    text = (await ask(first, p.Infer(0, MODEL, {}, IMAGE)))["text"]
+    text = (only_result(await ask(first, p.Infer.one(0, MODEL, {}, IMAGE))))["text"]
     assert text.startswith("synthetic ")
 
     # The checkpoint's place now holds a directory: reading it (or writing a new one) would fail.
@@ -97,7 +98,7 @@ async def test_restore_after_kill_reads_no_checkpoint(engines: Start, shm: Segme
     assert second.pid != pid
     restored = await ask(second, p.Restore(0, MODEL, segment, "cpu", options))
     assert restored["state"] == "resident" and restored["weights_bytes"] == loaded["weights_bytes"]
-    assert (await ask(second, p.Infer(0, MODEL, {}, IMAGE)))["text"] == text
+    assert (only_result(await ask(second, p.Infer.one(0, MODEL, {}, IMAGE))))["text"] == text
     assert checkpoint.is_dir()
     await second.kill()
     assert unlink_segment(segment)
@@ -109,22 +110,22 @@ async def test_offload_leaves_the_model_cached(engines: Start, shm: SegmentGuard
     await ask(engine, p.Load(0, MODEL, segment, "cpu", options | {"delay_s": 2.0}))
 
     # stats is answered by the reader thread while an inference runs
-    infer = asyncio.ensure_future(ask(engine, p.Infer(0, MODEL, {}, IMAGE)))
+    infer = asyncio.ensure_future(ask(engine, p.Infer.one(0, MODEL, {}, IMAGE)))
     await asyncio.sleep(0.3)
     busy = await asyncio.wait_for(engine.request(p.Stats(0)), 1.5)
     assert busy["busy_s"] is not None and not infer.done()
-    text = (await infer)["text"]
+    text = only_result(await infer)["text"]
 
     off = await ask(engine, p.Offload(0, MODEL))
     assert off["state"] == "cached" and off["device_bytes"] == 0
     stats = await ask(engine, p.Stats(0))
     assert stats["pid"] == engine.pid and stats["models"][MODEL]["state"] == "cached"
     with pytest.raises(EngineFailure) as err:
-        await ask(engine, p.Infer(0, MODEL, {}, IMAGE))
+        only_result(await ask(engine, p.Infer.one(0, MODEL, {}, IMAGE)))
     assert err.value.type == p.WireError.NOT_LOADED
 
     assert (await ask(engine, p.Restore(0, MODEL, segment, "cpu", options)))["state"] == "resident"
-    assert (await ask(engine, p.Infer(0, MODEL, {}, IMAGE)))["text"] == text
+    assert (only_result(await ask(engine, p.Infer.one(0, MODEL, {}, IMAGE))))["text"] == text
     await engine.kill()
     assert unlink_segment(segment)
 
@@ -146,9 +147,9 @@ async def test_bad_images_are_bad_input_and_the_engine_lives_on(engines: Start, 
     pid = engine.pid
     for label, data in BAD_IMAGES.items():
         with pytest.raises(EngineFailure) as err:
-            await ask(engine, p.Infer(0, MODEL, {}, data))
+            only_result(await ask(engine, p.Infer.one(0, MODEL, {}, data)))
         assert err.value.type == p.WireError.BAD_INPUT, label
-        result = await ask(engine, p.Infer(0, MODEL, {}, IMAGE))
+        result = only_result(await ask(engine, p.Infer.one(0, MODEL, {}, IMAGE)))
         assert result["text"].startswith("synthetic ") and engine.pid == pid, label
     await engine.kill()
     assert unlink_segment(segment)
@@ -206,7 +207,7 @@ async def main(segment, folder):
     await engine.request(p.Load(0, "synthetic", segment, "cpu", options))
     image = io.BytesIO()
     Image.new("RGB", (8, 8)).save(image, "PNG")
-    busy = asyncio.ensure_future(engine.request(p.Infer(0, "synthetic", {}, image.getvalue())))
+    busy = asyncio.ensure_future(engine.request(p.Infer.one(0, "synthetic", {}, image.getvalue())))
     await asyncio.sleep(0.5)
     print(engine.pid, flush=True)
     await busy
@@ -254,14 +255,14 @@ async def test_ppocr_restore_reads_the_same_text(engines: Start, shm: SegmentGua
     first = await engines()
     loaded = await ask(first, p.Load(0, "ppocr", segment, "cpu", options))
     assert all(Path(f).is_relative_to(cache) for f in loaded["files"])
-    text = (await ask(first, p.Infer(0, "ppocr", {}, image)))["text"]
+    text = (only_result(await ask(first, p.Infer.one(0, "ppocr", {}, image))))["text"]
     assert text == words
     shutil.rmtree(cache)  # a restore that looked for the checkpoint would now convert again
     await first.kill()
 
     second = await engines()
     await ask(second, p.Restore(0, "ppocr", segment, "cpu", options))
-    assert (await ask(second, p.Infer(0, "ppocr", {}, image)))["text"] == text
+    assert (only_result(await ask(second, p.Infer.one(0, "ppocr", {}, image))))["text"] == text
     # the checkpoint was not converted again; the weightless ONNX Runtime graphs were exported
     # afresh from the tensors in the segment (a new engine keeps none in memory)
     assert not (cache / WEIGHTS_DIR / WEIGHTS_FILE).exists()

@@ -44,7 +44,7 @@ def test_load_infer_offload_restore(runtime: EngineRuntime, shm: SegmentGuard, o
 
     first = runtime.infer(MODEL, IMAGE, {})
     assert first["text"].startswith("synthetic ") and first["image_dims"]["h"] == 96
-    assert set(first["timing"]) == {"decode_s", "infer_s"}
+    assert set(first["timing"]) == {"decode_s", "infer_s", "batch"} and first["timing"]["batch"] == 1
     assert runtime.alive_tensors(MODEL) > 0
 
     off = runtime.offload(MODEL)

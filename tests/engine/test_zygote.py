@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from ipc import protocol as p
+from ipc.errors import only_result
 from ipc.weights import unlink_segment
 from supervisor.core import zygote as zygote_module
 from supervisor.core.children import ChildRegistry
@@ -90,13 +91,13 @@ async def test_forked_engine_reads_what_a_spawned_one_reads_with_its_threads(
     try:
         spawned = await engines(None)
         await ask(spawned, p.Load(0, "ppocr", segment, "cpu", {}))
-        spawned_text = (await ask(spawned, p.Infer(0, "ppocr", {}, image)))["text"]
+        spawned_text = (only_result(await ask(spawned, p.Infer.one(0, "ppocr", {}, image))))["text"]
         assert spawned_text == "\n".join(LINES)
         for threads in (1, 3):
             forked = await engines(zygote.launch, threads)
             assert ppid(forked.pid) == zygote.pid  # forked, not spawned
             await ask(forked, p.Restore(0, "ppocr", segment, "cpu", {}))
-            assert (await ask(forked, p.Infer(0, "ppocr", {}, image)))["text"] == spawned_text
+            assert (only_result(await ask(forked, p.Infer.one(0, "ppocr", {}, image))))["text"] == spawned_text
             counts[threads] = thread_count(forked.pid)
     finally:
         unlink_segment(segment)
@@ -129,7 +130,7 @@ async def test_zygote_never_initialises_cuda_nor_starts_threads(
         await ask(forked[0], p.Load(0, "synthetic", segment, "cpu", options))
         await ask(forked[1], p.Restore(0, "synthetic", segment, "cpu", options))
         for engine in forked:  # torch runs in the children, on their own threads
-            assert "text" in await ask(engine, p.Infer(0, "synthetic", {}, render_text(LINES)))
+            assert "text" in only_result(await ask(engine, p.Infer.one(0, "synthetic", {}, render_text(LINES))))
     finally:
         unlink_segment(segment)
     facts = await zygote.debug()

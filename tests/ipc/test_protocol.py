@@ -20,9 +20,9 @@ MESSAGES: list[p.Message] = [
     p.Load(2, "ppocr", "dsocr_1_ppocr", "cuda:0"),
     p.Restore(3, "ppocr", "dsocr_1_ppocr", "auto", {"pin": False}),
     p.Offload(4, "ppocr"),
-    p.Infer(5, "ppocr", {"prompt_type": "ocr", "ünïcode": "文字"}, BINARY),
-    p.Infer(6, "ppocr"),  # no payload at all
-    p.Prepare(7, "ppocr", "dsocr_1_ppocr", {"gb": 1}),
+    p.Infer.one(5, "ppocr", {"prompt_type": "ocr", "ünïcode": "文字"}, BINARY),
+    p.Infer(6, "ppocr"),  # no image at all
+    p.Infer(7, "ppocr", [{}, {"prompt_type": "free"}], images=[BINARY, b""], stream=True),
     p.Stats(8),
     p.Shutdown(9),
     p.Reply(10, p.Kind.INFER, result={"text": "héllo", "lines": [{"box": [[0, 0]], "score": 0.5}]}),
@@ -44,7 +44,7 @@ def test_round_trip(msg: p.Message) -> None:
 
 
 def test_reply_error_and_result_helpers() -> None:
-    req = p.Infer(42, "ppocr", image=b"x")
+    req = p.Infer.one(42, "ppocr", image=b"x")
     bad = p.decode(p.encode(p.reply_error(req, p.WireError.BAD_INPUT, "not an image")))
     assert isinstance(bad, p.Reply)
     assert (bad.id, bad.request, bad.ok, bad.result) == (42, p.Kind.INFER, False, None)
@@ -55,19 +55,19 @@ def test_reply_error_and_result_helpers() -> None:
 
 def test_payload_travels_after_the_header_not_inside_it() -> None:
     image = b"\x00PAYLOAD-MARKER\xff" * 1000
-    data = p.encode(p.Infer(1, "ppocr", {"prompt_type": "ocr"}, image))
+    data = p.encode(p.Infer.one(1, "ppocr", {"prompt_type": "ocr"}, image))
     magic, version, header_len = PREFIX.unpack_from(data)
     header = data[PREFIX.size : PREFIX.size + header_len]
     assert (magic, version) == (p.MAGIC, p.VERSION)
     assert b"PAYLOAD-MARKER" not in header and len(header) < 200
-    assert "image" not in orjson.loads(header)
+    assert "images" not in orjson.loads(header)
     assert data[PREFIX.size + header_len :] == image
 
 
 def test_oversized_frame_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(p, "MAX_FRAME_BYTES", 1000)
     with pytest.raises(p.ProtocolError, match="exceeds"):
-        p.encode(p.Infer(1, "ppocr", image=b"x" * 1000))
+        p.encode(p.Infer.one(1, "ppocr", image=b"x" * 1000))
 
 
 GOOD_HEADER = {"id": 1, "kind": "offload", "model": "ppocr"}

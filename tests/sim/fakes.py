@@ -282,7 +282,7 @@ class FakeEngine:
 
         self._after(0.01, done)
 
-    def _on_inferbatch(self, msg: p.InferBatch) -> None:
+    def _on_infer(self, msg: p.Infer) -> None:
         faults, rng = self.world.faults, self.world.rng
         if not self.resident_bytes and self.world.device.name != "cpu":
             self._error(msg, "NotLoaded", "no model on the device")

@@ -145,7 +145,3 @@ def read_page(nets: Nets, image_rgb: np.ndarray) -> Page:
 
 def _unscale(box: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:
     return np.clip(np.round(box / scale), 0, [width - 1, height - 1]).astype(np.int32)
-
-
-def read_lines(nets: Nets, image_rgb: np.ndarray) -> list[Line]:
-    return read_page(nets, image_rgb).lines
