@@ -27,6 +27,9 @@ def test_control_commands_against_a_running_server(tmp_path) -> None:
 
         out = dsocr("ocr", *url, str(page))
         assert out.returncode == 0 and out.stdout.strip() == "\n".join(LINES)
+        # the first file waits for the load, and the CLI says so (stderr: stdout stays the text)
+        assert out.stderr == "loading model ppocr on the server (it is unloaded)…\n"
+        assert dsocr("ocr", *url, str(page)).stderr == ""  # resident: nothing to wait for
 
         out = dsocr("status", *url, "--json")
         assert orjson.loads(out.stdout)["state"] == "resident"
@@ -69,12 +72,16 @@ def test_local_ocr_leaves_nothing_behind(tmp_path) -> None:
     assert proc.returncode == 1  # one file failed...
     assert "\n".join(LINES) in stdout  # ...the other was read
     assert "bad.png: error: not a readable image" in stderr
+    assert stderr.startswith("loading model ppocr on cpu…\n")
     assert segments_of(proc.pid) == []
+
+
+LOADING = "loading model "  # the CLI's note before a load, not an error
 
 
 def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith(LOADING)]
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     return lines[0]
 
