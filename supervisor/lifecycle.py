@@ -453,7 +453,7 @@ class ModelLifecycle:
             reply = await engine.request(msg, timeout=budget, on_partial=partial if stream else None)
         except asyncio.TimeoutError:
             log.error("%s: batch of %d outlived %.0fs; killing engine %s", self.model, len(batch), budget, engine.pid)
-            await self._engine_lost()
+            await self._engine_lost("request timeout")
             error = RequestTimeout(f"inference took longer than {budget:g}s; the engine was restarted")
             return [(request, error) for request in batch]
         except EngineDead as exc:
@@ -556,18 +556,18 @@ class ModelLifecycle:
             if self.state is State.RESIDENT:
                 self._set(State.CACHED)
 
-    async def _kill_engine(self) -> None:
+    async def _kill_engine(self, reason: str = "stop") -> None:
         engine, self.engine = self.engine, None
         self.device_memory = {"allocated": 0, "reserved": 0}
         if engine is None:
             return
-        await engine.kill()
+        await engine.kill(reason)  # logged with the reason: a stop we asked for is not a crash
         if self._on_engine_killed is not None and engine.pid is not None and self.device.startswith("cuda"):
             await self._on_engine_killed(engine.pid, self.model)
 
-    async def _engine_lost(self) -> None:
+    async def _engine_lost(self, reason: str = "lost") -> None:
         """The engine died or hung during a batch: kill it; the weights stay cached."""
-        await self._kill_engine()
+        await self._kill_engine(reason)
         if self.state is State.RESIDENT:
             self._set(State.CACHED)
 
@@ -660,7 +660,7 @@ class ModelLifecycle:
             self._note_memory(result)
         except (EngineDead, EngineFailure, asyncio.TimeoutError) as exc:
             log.warning("%s: offload failed (%s); stopping the engine instead", self.model, exc)
-            await self._kill_engine()
+            await self._kill_engine("offload failed")
         self._set(State.CACHED)
         self._done("offload", t0, f"({reason})")
         return True
@@ -669,7 +669,7 @@ class ModelLifecycle:
         if self.engine is None:
             return False
         t0 = self.clock()
-        await self._kill_engine()
+        await self._kill_engine(_why("stop", reason))
         if self.state is State.RESIDENT:
             self._set(State.CACHED)
         self._done("stop", t0, f"({reason})")
@@ -679,7 +679,7 @@ class ModelLifecycle:
         t0 = self.clock()
         self._set(State.RELEASING)
         try:
-            await self._kill_engine()
+            await self._kill_engine(_why("release", reason))
             self.segments.unlink(self.segment)
         finally:
             self._set(State.UNLOADED)
@@ -733,6 +733,11 @@ class ModelLifecycle:
     def queue_waiting(self) -> int:
         """Requests waiting for the engine (not those it runs)."""
         return len(self._requests)
+
+
+def _why(action: str, reason: str) -> str:
+    """What an engine's stop log line says: ``release``, or ``stop, idle`` when it was not asked for."""
+    return action if reason == "requested" else f"{action}, {reason}"
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def test_control_commands_against_a_running_server(tmp_path) -> None:
         out = dsocr("release", *url, "--json")
         assert out.returncode == 0 and orjson.loads(out.stdout)["status"] == "released"
         assert segments_of(server.pid) == []
+        # the release stopped the engine on purpose: the log says so, not that it was killed
+        log = server.output()
+        assert re.search(r"INFO engine \d+ stopped \(release\) in ", log) and "killed by" not in log, log[-2000:]
 
         out = dsocr("offload", *url, "--model", "nope")
         assert out.returncode == 1 and "unknown model" in out.stderr
