@@ -158,7 +158,7 @@ ocr() {
         check "the text contains \"$expect\"" 'os.environ["DSOCR_EXPECT"].lower() in d["text"].lower()'
     fi
     info "text: $(json 'd["text"][:200].replace("\n", " ⏎ ")')"
-    info "round trip $(printf '%.3f' "$SECONDS_TAKEN")s; server: $(json '", ".join("%s %.3fs" % (k.removesuffix("_s"), v) for k, v in d["metadata"]["timing"].items() if isinstance(v, (int, float)))')"
+    info "round trip $(printf '%.3f' "$SECONDS_TAKEN")s; server: $(json '", ".join(("%s %.3fs" % (k[:-2], v)) if k.endswith("_s") else ("%s %s" % (k, v)) for k, v in d["metadata"]["timing"].items() if isinstance(v, (int, float)))')"
 }
 
 printf '%s==================================================%s\n' "$bold" "$reset"

@@ -20,6 +20,8 @@ class ModelInfo:
     description: str = ""
     # ``--model-option`` keys whose values are one of a few: checked before the server starts
     option_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # (prompt type, what it gives with this model), for a line under the page's task list
+    prompt_type_notes: tuple[tuple[str, str], ...] = ()
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -30,6 +32,11 @@ MODELS: dict[str, ModelInfo] = {
             ("ocr", "free", "document"),
             description="PP-OCRv6-small detection + recognition (embedded, CPU-friendly)",
             option_choices=(("backend", ("auto", "onnxruntime", "torch")),),
+            prompt_type_notes=(
+                ("ocr", "ppocr: the text line by line, in reading order, with a box for each line."),
+                ("free", "ppocr reads one way: Free OCR gives the same text and boxes as OCR."),
+                ("document", "ppocr: the same text as OCR, shown as Markdown (no headings or tables yet)."),
+            ),
         ),
         ModelInfo(
             "deepseek-ocr-2",

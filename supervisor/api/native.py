@@ -70,7 +70,8 @@ def _catalog_fields(lc: ModelLifecycle) -> dict[str, Any]:
     if info is None:
         return {"prompt_types": []}
     return {"prompt_types": list(info.prompt_types), "find_term": list(info.find_term),
-            "custom_prompt": list(info.custom_prompt), "grounding": info.grounding}  # fmt: skip
+            "custom_prompt": list(info.custom_prompt), "grounding": info.grounding,
+            "prompt_type_notes": dict(info.prompt_type_notes)}  # fmt: skip
 
 
 async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:

@@ -4,7 +4,10 @@
 The stream takes the same multipart fields as ``/ocr``. Errors found before the first page (bad form,
 unknown model, broken PDF, limits) are the usual JSON error answers; once the stream has begun, an
 error ends it with a last line ``{"done": true, "success": false, "error", "status", "page"}``.
-Pages come from ``supervisor.documents.pages.read_pages``, as for ``/ocr``: a PDF is rendered page by page.
+A request that finds its model loading (the first one after a start or a release: seconds) is told
+so at once, ``{"loading": true, "model", "state", "message"}`` as the first line; the stream has then
+begun, so an error found after it (the first page's included) comes in the last line.
+Pages come from ``supervisor.documents.read_pages``, as for ``/ocr``: a PDF is rendered page by page.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from aiohttp import web
 
 from supervisor.api import shared
 from supervisor.api.forms import read_form, upstream_fields
+from supervisor.core.lifecycle import ModelLifecycle
+from supervisor.core.model_states import State
 from supervisor.core.service import SERVICE
 from supervisor.documents.pages import Event, PageResult, stream_pages
 from supervisor.documents.results import pdf_body, result_body
@@ -26,6 +31,8 @@ from supervisor.http.body_budget import expect_continue
 from supervisor.http.errors import http_status
 from supervisor.http.request_log import log_ocr
 from supervisor.http.security import SECURITY_HEADERS
+
+_LOADING_POLL_S = 0.05
 
 
 def _line(data: dict[str, Any]) -> bytes:
@@ -47,19 +54,29 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     keep_alive = shared.parse_keep_alive(form.fields.get("keep_alive"))
     send_partials = request.query.get("partial", "") in ("1", "true", "yes")
     events = stream_pages(lc, settings, form.data, options, keep_alive=keep_alive)
-    # the first event is awaited before the answer starts: bad input and limits get a plain 4xx
+    pending = asyncio.ensure_future(anext_or_none(events))
     try:
-        first = await anext_or_none(events)
-    except Exception as exc:
-        log_ocr(lc.model, 0, time.monotonic() - started, http_status(exc)[0], request["request_id"])
+        # the first event is awaited before the answer starts (bad input and limits get a plain
+        # 4xx), unless the model is seen loading first: then the client hears that now
+        notice = await loading_notice(lc, pending)
+        if notice is None:
+            try:
+                first = await pending
+            except Exception as exc:
+                log_ocr(lc.model, 0, time.monotonic() - started, http_status(exc)[0], request["request_id"])
+                raise
+        response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "application/x-ndjson",
+                                               "Cache-Control": "no-store", "X-Request-ID": request["request_id"]})  # fmt: skip
+        await response.prepare(request)
+        if notice is not None:
+            await response.write(_line(notice))
+    except BaseException:
+        await _stop(pending, events)
         raise
-    response = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "application/x-ndjson",
-                                           "Cache-Control": "no-store", "X-Request-ID": request["request_id"]})  # fmt: skip
-    await response.prepare(request)
     results: list[PageResult] = []
     status, number, count = 200, 0, 0
     try:
-        event = first
+        event = first if notice is None else await pending
         while event is not None:
             number = event.number
             if event.kind == "partial":
@@ -93,7 +110,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
         final = {"done": True, "success": False, "status": status, "error": message, "page": number,
                  "request_id": request["request_id"]}  # fmt: skip
     finally:
-        await events.aclose()
+        await _stop(pending, events)
     log_ocr(lc.model, len(results), time.monotonic() - started, status, request["request_id"])
     try:
         await response.write(_line(final))
@@ -101,6 +118,29 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass
     return response
+
+
+async def loading_notice(lc: ModelLifecycle, pending: asyncio.Future[Event | None]) -> dict[str, Any] | None:
+    """The line to send while the model loads before the first page (read from the owner's public
+    state, which only it changes), or None once the first event came without a load."""
+    while not pending.done():
+        if lc.state in (State.LOADING, State.RESTORING):
+            state = lc.state.value
+            return {
+                "loading": True,
+                "model": lc.model,
+                "state": state,
+                "message": f"loading model {lc.model} ({state})…",
+            }
+        await asyncio.wait({pending}, timeout=_LOADING_POLL_S)
+    return None
+
+
+async def _stop(pending: asyncio.Future[Event | None], events: AsyncIterator[Event]) -> None:
+    """Nothing left reading: the pending event cancelled (its pages leave the queue), the pages closed."""
+    pending.cancel()
+    await asyncio.gather(pending, return_exceptions=True)
+    await events.aclose()  # type: ignore[attr-defined]
 
 
 async def anext_or_none(events: AsyncIterator[Event]) -> Event | None:

@@ -52,6 +52,16 @@ def post(url: str, timeout: float = 120.0) -> dict[str, Any]:
     return asyncio.run(_call("POST", url, timeout))
 
 
+def model_state(url: str, model: str) -> str | None:
+    """``model``'s state on the server at ``url`` (``/gpu/status``), or None where it cannot say."""
+    try:
+        status = get(f"{url.rstrip('/')}/gpu/status", timeout=5.0)
+    except (ServerUnavailable, ServerError):
+        return None
+    found = [m for m in status.get("models") or [status] if isinstance(m, dict) and m.get("model") == model]
+    return found[0].get("state") if found else None
+
+
 def ocr_file(url: str, path: Path, fields: dict[str, str], timeout: float = 600.0) -> dict[str, Any]:
     form = aiohttp.FormData()
     for key, value in fields.items():

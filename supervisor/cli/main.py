@@ -269,6 +269,9 @@ def _ocr_fields(model: str, prompt_type: str, find_term: str | None, custom_prom
 
 def _read_on_server(url: str, files: tuple[Path, ...], fields: dict[str, str]) -> list[tuple[Path, Any]]:
     results: list[tuple[Path, Any]] = []
+    state = client.model_state(url, fields["model"])
+    if state not in (None, "resident", "failed"):  # the first file waits for the load: say why
+        click.echo(f"loading model {fields['model']} on the server (it is {state})…", err=True)
     for path in files:
         try:
             results.append((path, client.ocr_file(f"{url.rstrip('/')}/ocr", path, fields)))
@@ -287,6 +290,7 @@ def _read_here(files: tuple[Path, ...], fields: dict[str, str], device: str,
     model = fields["model"]
     options = {k: v for k, v in fields.items() if k != "model"}
     resolved, _ = gpus.resolve_device(device)
+    click.echo(f"loading model {model} on {resolved}…", err=True)
     try:
         # the engine's own log would repeat the error with a traceback: this command says it in one line
         return list(run_local(list(files), model, resolved, options, model_options.get(model, {}), "CRITICAL"))

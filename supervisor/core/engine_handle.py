@@ -207,6 +207,8 @@ class EngineHandle:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead: EngineDead | None = None
         self._stopping = False  # a death we asked for is logged as such, not as a fault
+        self._stop_reason = ""  # why we asked (release, stop, shutdown...): the log line says it
+        self._killed = False  # kill() ran to its end: a second call only answers
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._stderr_done = threading.Event()
         self._reaped: asyncio.Event | None = None  # set by the one reaper once the process is gone
@@ -250,7 +252,7 @@ class EngineHandle:
         try:
             await self.request(p.Stats(id=0), timeout=self.boot_timeout)
         except BaseException as exc:
-            await self.kill()
+            await self.kill("did not boot")
             if isinstance(exc, (EngineDead, asyncio.TimeoutError)):
                 raise self._boot_failure(exc) from None
             raise
@@ -386,9 +388,10 @@ class EngineHandle:
 
     def _death(self) -> EngineDead:
         exitcode = None if self._process is None else self._process.exitcode
-        verb = "exited" if self._stopping else "died"
-        message = f"engine {self.pid} {verb} ({describe_exit(exitcode)})"
-        if not self._stopping and self.stderr_tail:
+        if self._stopping:
+            return EngineDead(f"engine {self.pid} stopped ({self._stop_reason or describe_exit(exitcode)})", exitcode)
+        message = f"engine {self.pid} died ({describe_exit(exitcode)})"
+        if self.stderr_tail:
             message += "; its last output: " + " | ".join(self.stderr_tail[-5:])
         return EngineDead(message, exitcode)
 
@@ -423,19 +426,27 @@ class EngineHandle:
     def _fail_all(self, dead: EngineDead) -> None:
         if self._dead is None:
             self._dead = dead
-            log.log(logging.INFO if self._stopping else logging.WARNING, "%s", dead)
+            if not self._stopping:  # a stop we asked for is logged once, by kill(), with its reason
+                log.warning("%s", dead)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(dead)
         self._pending.clear()
 
-    async def kill(self) -> int | None:
-        """SIGKILL the engine and reap it; returns its exit code. The segment is not touched."""
+    async def kill(self, reason: str = "stop") -> int | None:
+        """SIGKILL the engine and reap it; returns its exit code. The segment is not touched.
+        ``reason`` (``release``, ``stop, idle``...) is logged: a stop we asked for reads as one, not
+        as a crash; an engine that had already died was logged when it did."""
         if self._process is None:
             return None
+        if self._killed:
+            return self._process.exitcode
         t0 = time.perf_counter()
         pid = self.pid
-        self._stopping = True
+        died_before = not self._stopping and (self._dead is not None or self._gone())
+        if not died_before:
+            self._stopping = True
+            self._stop_reason = self._stop_reason or reason
         if not self._gone():
             with contextlib.suppress(ProcessLookupError, OSError):
                 self._process.kill()
@@ -444,13 +455,19 @@ class EngineHandle:
                 await asyncio.wait_for(self._reaped.wait(), KILL_WAIT_S)
             except asyncio.TimeoutError:
                 log.error("engine %s did not exit %.0fs after SIGKILL; it stays in the registry", pid, KILL_WAIT_S)
-        self._fail_all(EngineDead(f"engine {pid} was stopped", self._process.exitcode))
-        log.info("engine %d stopped in %.3fs", pid, time.perf_counter() - t0)
+        if died_before:  # its death is logged as one (by the pipe reader, or here if it has not yet)
+            self._fail_all(self._death())
+            log.debug("engine %d reaped", pid)
+        else:
+            self._fail_all(EngineDead(f"engine {pid} stopped ({self._stop_reason})", self._process.exitcode))
+            log.info("engine %d stopped (%s) in %.3fs", pid, self._stop_reason, time.perf_counter() - t0)
+        self._killed = self._gone()  # one that outlived SIGKILL is tried again next time
         return self._process.exitcode
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Ask the engine to exit cleanly; kill it if it does not within ``timeout``."""
         self._stopping = True
+        self._stop_reason = "shutdown"
         if self.alive:
             try:
                 await self.request(p.Shutdown(id=0), timeout=timeout)

@@ -427,7 +427,7 @@ class ModelLifecycle(EngineTransitions):
             reply = await engine.request(msg, timeout=budget, on_partial=partial if stream else None)
         except asyncio.TimeoutError:
             log.error("%s: batch of %d outlived %.0fs; killing engine %s", self.model, len(batch), budget, engine.pid)
-            await self._engine_lost()
+            await self._engine_lost("request timeout")
             error = RequestTimeout(f"inference took longer than {budget:g}s; the engine was restarted")
             return [(request, error) for request in batch]
         except EngineDead as exc:

@@ -90,18 +90,18 @@ class EngineTransitions:
             if self.state is State.RESIDENT:
                 self._set(State.CACHED)
 
-    async def _kill_engine(self) -> None:
+    async def _kill_engine(self, reason: str = "stop") -> None:
         engine, self.engine = self.engine, None
         self.device_memory = {"allocated": 0, "reserved": 0}
         if engine is None:
             return
-        await engine.kill()
+        await engine.kill(reason)  # logged with the reason: a stop we asked for is not a crash
         if self._on_engine_killed is not None and engine.pid is not None and self.device.startswith("cuda"):
             await self._on_engine_killed(engine.pid, self.model)
 
-    async def _engine_lost(self) -> None:
+    async def _engine_lost(self, reason: str = "lost") -> None:
         """The engine died or hung during a batch: kill it; the weights stay cached."""
-        await self._kill_engine()
+        await self._kill_engine(reason)
         if self.state is State.RESIDENT:
             self._set(State.CACHED)
 
@@ -194,7 +194,7 @@ class EngineTransitions:
             self._note_memory(result)
         except (EngineDead, EngineFailure, asyncio.TimeoutError) as exc:
             log.warning("%s: offload failed (%s); stopping the engine instead", self.model, exc)
-            await self._kill_engine()
+            await self._kill_engine("offload failed")
         self._set(State.CACHED)
         self._done("offload", t0, f"({reason})")
         return True
@@ -203,7 +203,7 @@ class EngineTransitions:
         if self.engine is None:
             return False
         t0 = self.clock()
-        await self._kill_engine()
+        await self._kill_engine(_why("stop", reason))
         if self.state is State.RESIDENT:
             self._set(State.CACHED)
         self._done("stop", t0, f"({reason})")
@@ -213,7 +213,7 @@ class EngineTransitions:
         t0 = self.clock()
         self._set(State.RELEASING)
         try:
-            await self._kill_engine()
+            await self._kill_engine(_why("release", reason))
             self.segments.unlink(self.segment)
         finally:
             self._set(State.UNLOADED)
@@ -267,3 +267,8 @@ class EngineTransitions:
     def queue_waiting(self) -> int:
         """Requests waiting for the engine (not those it runs)."""
         return len(self._requests)
+
+
+def _why(action: str, reason: str) -> str:
+    """What an engine's stop log line says: ``release``, or ``stop, idle`` when it was not asked for."""
+    return action if reason == "requested" else f"{action}, {reason}"

@@ -184,6 +184,9 @@ def image_pdf(image_data: bytes) -> bytes:
     xdpi, ydpi = (float(d) if d and d > 0 else 72.0 for d in dpi[:2])
     width, height = image.size
     w_pt, h_pt = width * 72 / xdpi, height * 72 / ydpi
+    # a PDF page is 3 to 14,400 units a side: a tiny or a huge image is shown larger or smaller
+    scale = min(max(1.0, 3 / min(w_pt, h_pt)), 14400 / max(w_pt, h_pt))
+    w_pt, h_pt = (min(max(side * scale, 3.0), 14400.0) for side in (w_pt, h_pt))
     pdf = pikepdf.new()
     color = pikepdf.Name.DeviceGray if mode == "L" else pikepdf.Name.DeviceRGB
     if raw_jpeg:

@@ -10,7 +10,7 @@ import { pollSoon, startStatus, taskFields } from "./status.js";
 
 const TIMING_LABELS = {
   engine_s: "Engine", infer_s: "Inference", decode_s: "Decode", load_s: "Load", restore_s: "Restore",
-  queue_s: "Queue", prepare_s: "Prepare", generate_s: "Generate",
+  queue_s: "Queue", prepare_s: "Prepare", generate_s: "Generate", batch: "Batch size",
 };
 const STATE_TEXT = { waiting: "waiting", reading: "reading…", done: "done", failed: "failed" };
 
@@ -62,6 +62,13 @@ function addFiles(list) {
   }
   select(first);
   syncRun();
+  if (!busy) setRunState(waitingText()); // replaces "Choose files…" or the last run's "Done in…"
+}
+
+function waitingText() {
+  const waiting = queue.filter((item) => item.state === "waiting").length;
+  if (!queue.length) return "Choose files to start.";
+  return waiting ? `${waiting} ${waiting === 1 ? "file" : "files"} waiting to be read.` : "";
 }
 
 function updateQueueItem(item) {
@@ -86,6 +93,7 @@ function clearQueue() {
   els.file.value = "";
   showItem();
   syncRun();
+  setRunState(waitingText());
 }
 
 function syncRun() {
@@ -254,10 +262,10 @@ function showProgress(item) {
     els.progress.max = item.pageCount;
     els.progress.value = done;
     els.progressText.textContent = `page ${Math.min(done + 1, item.pageCount)} of ${item.pageCount}` +
-      (done ? ` · ${done} read` : "");
+      (done ? ` · ${done} read` : "") + (item.loading ? ` · ${item.loading}` : "");
   } else {
     els.progress.removeAttribute("value");
-    els.progressText.textContent = "reading…";
+    els.progressText.textContent = item.loading || "reading…";
   }
 }
 
@@ -268,7 +276,9 @@ function showFacts(item) {
   const meta = done.metadata || {};
   const facts = [["Round trip", fmtSeconds(item.roundTrip), "measured in this browser"]];
   for (const [key, value] of Object.entries(meta.timing || {})) {
-    if (typeof value === "number") facts.push([TIMING_LABELS[key] || key.replace(/_s$/, ""), fmtSeconds(value)]);
+    // seconds end in _s; the rest are counts (batch: how many pages the engine read at once)
+    const shown = key.endsWith("_s") ? fmtSeconds(value) : String(value);
+    if (typeof value === "number") facts.push([TIMING_LABELS[key] || key.replace(/_s$/, ""), shown]);
   }
   if (meta.model) facts.push(["Model", `${meta.model} on ${meta.device || "?"}`]);
   if (item.pdf) facts.push(["Pages", String(done.pages)]);
@@ -314,7 +324,7 @@ function pageImageUrl(item, n) {
 // -- reading ------------------------------------------------------------------------------------
 
 async function readItem(item) {
-  Object.assign(item, { state: "reading", pages: [], done: null, error: null, fields: taskFields() });
+  Object.assign(item, { state: "reading", pages: [], done: null, error: null, loading: null, fields: taskFields() });
   if (!item.thumbs) item.pageCount = 0;
   const started = performance.now();
   const refresh = () => {
@@ -331,10 +341,14 @@ async function readItem(item) {
       item.error = responseError("OCR failed", response, await readJson(response));
     } else {
       await readLines(response, (line) => {
-        if (line.done) {
+        if (line.loading) {
+          item.loading = line.message; // the model loads first (seconds): say so until a page comes
+          pollSoon();
+        } else if (line.done) {
           if (line.success) item.done = line;
           else item.error = errorNode("OCR failed", line.status, `${line.error}${line.page ? ` (page ${line.page})` : ""}`, line.request_id);
         } else {
+          item.loading = null;
           item.pageCount = line.pages;
           item.pages[line.page - 1] = line;
           if (item.pdf && item === view.item && !pageResult(item, view.page)) view.page = line.page;
@@ -379,7 +393,8 @@ async function run(event) {
       await readItem(item);
     }
     const failed = todo.filter((item) => item.state === "failed").length;
-    setRunState(failed ? `${failed} of ${todo.length} failed.` : `Done in ${fmtSeconds((performance.now() - started) / 1000)}.`);
+    const summary = failed ? `${failed} of ${todo.length} failed.` : `Done in ${fmtSeconds((performance.now() - started) / 1000)}.`;
+    setRunState([summary, waitingText()].filter(Boolean).join(" ")); // files added meanwhile wait
   } finally {
     clearInterval(ticker);
     busy = false;

@@ -20,7 +20,7 @@ const GROUNDING_DEFAULT = { document: true, ocr: true };
 
 const els = {
   model: $("model"), promptType: $("prompt-type"), findField: $("find-field"), promptField: $("prompt-field"),
-  groundingField: $("grounding-field"), grounding: $("grounding"), live: $("live"), liveText: $("live-text"),
+  groundingField: $("grounding-field"), grounding: $("grounding"), taskNote: $("task-note"), live: $("live"), liveText: $("live-text"),
   serviceLine: $("service-line"), statusError: $("status-error"), models: $("models"), actionNote: $("action-note"),
   template: $("model-template"),
 };
@@ -206,6 +206,10 @@ export function syncTaskFields(taskChanged) {
   const promptTypes = model?.custom_prompt ?? ["freeform"];
   els.findField.hidden = !findTypes.includes(task);
   els.promptField.hidden = !promptTypes.includes(task);
+  // what this task gives with this model, where the catalog says (ppocr's three read alike)
+  const note = (model?.prompt_type_notes || {})[task] || "";
+  els.taskNote.textContent = note;
+  els.taskNote.hidden = !note;
   const grounding = Boolean(model?.grounding);
   if (grounding && (els.groundingField.hidden || taskChanged)) els.grounding.checked = Boolean(GROUNDING_DEFAULT[task]);
   els.groundingField.hidden = !grounding;

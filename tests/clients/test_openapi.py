@@ -15,7 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from supervisor.api.openapi.routes import DOCS_DIR, SPEC
+from ipc.catalog import MODELS
+from supervisor.api.openapi.routes import DOCS_DIR, FORM_ROUTES, SPEC, served_spec
 from supervisor.app import make_app
 from supervisor.core.settings import Settings
 from supervisor.http.security import CSP
@@ -24,6 +25,7 @@ from tests.integration.server import Server, get_json
 
 pytestmark = pytest.mark.timeout(300)
 METHODS = {"get", "post", "put", "patch", "delete"}
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.png"
 
 
 def spec() -> dict:
@@ -75,7 +77,7 @@ async def test_openapi_json_and_docs_are_served_from_the_package(server: Server)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{server.url}/openapi.json") as resp:
             assert resp.status == 200 and resp.content_type == "application/json"
-            assert await resp.json() == spec()
+            assert await resp.json() == served_spec(["ppocr"])
         async with session.get(f"{server.url}/docs") as resp:
             assert resp.status == 200 and resp.content_type == "text/html"
             assert resp.headers["Content-Security-Policy"] == CSP  # the service's own, no exception
@@ -97,6 +99,48 @@ async def test_docs_renders_every_operation_in_a_browser_without_csp_errors(serv
         await b.wait_for(f"document.querySelectorAll('.opblock').length === {operations}")
         assert await b.js("document.querySelector('.info .title').textContent.startsWith('dsocr')")
         assert b.errors == []
+
+
+def test_every_form_field_has_a_working_default_from_the_catalog() -> None:
+    for models in (["ppocr"], ["deepseek-ocr-2", "ppocr"]):
+        document = served_spec(models)
+        for path in FORM_ROUTES:
+            form = document["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+            fields = form["properties"]
+            # Swagger fills a field without a default with "string": every one but the file has one
+            assert [name for name, field in fields.items() if name != "file" and "default" not in field] == []
+            assert fields["model"]["enum"] == models and fields["model"]["default"] == models[0]
+            assert set(fields["prompt_type"]["enum"]) == {t for m in models for t in MODELS[m].prompt_types}
+            assert fields["prompt_type"]["default"] == "ocr"
+
+
+def test_every_error_an_upload_can_get_is_documented_by_its_status() -> None:
+    # Swagger shows a status that is only covered by 4XX/5XX as "Undocumented"
+    for path in (*FORM_ROUTES, "/pdf-to-images", "/v1/chat/completions", "/v1/ocr"):
+        responses = spec()["paths"][path]["post"]["responses"]
+        assert {"400", "401", "408", "413", "503"} <= set(responses), path
+        assert all(responses[code]["description"] for code in responses)
+
+
+async def test_docs_try_it_out_on_ocr_with_only_a_file_chosen_answers_200(server: Server) -> None:
+    operation = "#operations-ocr-post_ocr"
+    async with browser() as b:
+        await b.goto(f"{server.url}/docs")
+        await b.wait_for(f"!!document.querySelector('{operation} .opblock-summary-control')")
+        await b.click(f"{operation} .opblock-summary-control")  # expands it
+        await b.wait_for(f"!!document.querySelector('{operation} .try-out__btn')")
+        await b.click(f"{operation} .try-out__btn")
+        await b.wait_for(f"!!document.querySelector('{operation} input[type=file]')")
+        await b.upload(f"{operation} input[type=file]", SAMPLE)
+        await b.click(f"{operation} .execute")
+        status = f"document.querySelector('{operation} .live-responses-table tbody .response-col_status')?.textContent"
+        assert (await b.wait_for(status, timeout=60)).strip().startswith("200")
+        body = await b.js(
+            f"document.querySelector('{operation} .live-responses-table tbody .response-col_description').textContent"
+        )
+        assert "dsocr sample 42" in body
+        errors = [e for e in b.errors if "deep link whitespace" not in e]  # Swagger's own notice
+        assert errors == [], errors
 
 
 @pytest.mark.skipif(importlib.util.find_spec("schemathesis") is None, reason="schemathesis needs Python >= 3.11")

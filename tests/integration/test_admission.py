@@ -190,8 +190,10 @@ async def test_a_client_gone_mid_stream_is_one_info_line_and_a_499(server: Serve
     async with aiohttp.ClientSession() as s:
         resp = await s.post(f"{server.url}/ocr/stream", data=form)
         assert resp.status == 200
-        first = await resp.content.readline()
-        assert orjson.loads(first)["page"] == 1
+        first = orjson.loads(await resp.content.readline())
+        if first.get("loading"):  # the model was still loading (this test alone): the stream said so
+            first = orjson.loads(await resp.content.readline())
+        assert first["page"] == 1
         resp.close()  # gone, with five pages to go
     assert wait_until(lambda: "/ocr/stream -> client went away" in full_log(server), 15), full_log(server)[-3000:]
     log = full_log(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from tests.pdfs import scanned_pdf
 
 
 def dsocr(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "supervisor.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
 
 
@@ -27,6 +28,9 @@ def test_control_commands_against_a_running_server(tmp_path) -> None:
 
         out = dsocr("ocr", *url, str(page))
         assert out.returncode == 0 and out.stdout.strip() == "\n".join(LINES)
+        # the first file waits for the load, and the CLI says so (stderr: stdout stays the text)
+        assert out.stderr == "loading model ppocr on the server (it is unloaded)…\n"
+        assert dsocr("ocr", *url, str(page)).stderr == ""  # resident: nothing to wait for
 
         out = dsocr("status", *url, "--json")
         assert orjson.loads(out.stdout)["state"] == "resident"
@@ -42,6 +46,9 @@ def test_control_commands_against_a_running_server(tmp_path) -> None:
         out = dsocr("release", *url, "--json")
         assert out.returncode == 0 and orjson.loads(out.stdout)["status"] == "released"
         assert segments_of(server.pid) == []
+        # the release stopped the engine on purpose: the log says so, not that it was killed
+        log = server.output()
+        assert re.search(r"INFO engine \d+ stopped \(release\) in ", log) and "killed by" not in log, log[-2000:]
 
         out = dsocr("offload", *url, "--model", "nope")
         assert out.returncode == 1 and "unknown model" in out.stderr
@@ -63,18 +70,22 @@ def test_local_ocr_leaves_nothing_behind(tmp_path) -> None:
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     good.write_bytes(render_text())
     bad.write_bytes(b"not an image")
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "ocr", "--device", "cpu", str(good), str(bad)],
+    proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli.main", "ocr", "--device", "cpu", str(good), str(bad)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1  # one file failed...
     assert "\n".join(LINES) in stdout  # ...the other was read
     assert "bad.png: error: not a readable image" in stderr
+    assert stderr.startswith("loading model ppocr on cpu…\n")
     assert segments_of(proc.pid) == []
+
+
+LOADING = "loading model "  # the CLI's note before a load, not an error
 
 
 def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith(LOADING)]
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     return lines[0]
 

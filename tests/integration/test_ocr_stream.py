@@ -32,6 +32,14 @@ async def test_stream_sends_each_page_then_a_summary_and_logs_one_line() -> None
                 assert resp.status == 200 and resp.content_type == "application/x-ndjson"
                 assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
                 lines = [orjson.loads(line) async for line in resp.content if line.strip()]
+            # the first request after the start finds the model loading, and is told so first
+            notice = {
+                "loading": True,
+                "model": "ppocr",
+                "state": "loading",
+                "message": "loading model ppocr (loading)…",
+            }
+            assert lines.pop(0) == notice
             assert [(x.get("page"), x.get("pages")) for x in lines[:2]] == [(1, 2), (2, 2)]
             assert [x["text"] for x in lines[:2]] == ["\n".join(p) for p in PAGES]
             assert len(lines[1]["boxes"]) == 2 and lines[1]["image_dims"]["w"] > 0
@@ -39,7 +47,8 @@ async def test_stream_sends_each_page_then_a_summary_and_logs_one_line() -> None
             assert summary["done"] is True and summary["success"] is True and summary["pages"] == 2
             assert summary["metadata"]["model"] == "ppocr" and summary["metadata"]["filename"] == "doc.pdf"
 
-            # an image is one page; an error found before the first page is an ordinary JSON error
+            # an image is one page (the model resident: no notice); an error found before the
+            # first page is an ordinary JSON error
             async with s.post(f"{server.url}/ocr/stream", data=form(render_text(), "p.png")) as resp:
                 lines = [orjson.loads(line) async for line in resp.content if line.strip()]
             assert lines[0]["page"] == 1 and lines[0]["text"] == "\n".join(LINES) and lines[1]["success"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,6 +53,8 @@ def test_gpu_management_walks_every_state_of_a_real_server() -> None:
                      'the text contains "sample 42"', "no engine, no shared memory, no GPU memory"):  # fmt: skip
             assert step in out.stdout, step
         assert "\x1b[" not in out.stdout  # no colours when not on a terminal
+        # the batch is a count of pages, not seconds
+        assert re.search(r"server: .*\bbatch 1\b", out.stdout) and not re.search(r"batch [\d.]+s", out.stdout)
         assert segments_of(server.pid) == []  # it ends released
 
 
