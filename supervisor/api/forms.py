@@ -132,9 +132,10 @@ MODES = {
 
 def upstream_fields(fields: dict[str, str]) -> dict[str, str]:
     """``fields`` with the upstream's ``mode`` and ``search_text`` turned into ``prompt_type`` and
-    ``find_term`` (our names win when both are given). An empty field is one not given: HTML forms
-    and Swagger's "Try it out" send every input, filled or not."""
-    out = {key: value for key, value in fields.items() if value != ""}
+    ``find_term`` (our names win when both are given). An empty optional field is one not given:
+    HTML forms and Swagger's "Try it out" send every input, filled or not; an empty ``prompt_type``
+    (the task itself) is still refused as one the model lacks."""
+    out = {key: value for key, value in fields.items() if value != "" or key == "prompt_type"}
     mode = out.pop("mode", None)
     if mode is not None and "prompt_type" not in out:
         if mode not in MODES:

@@ -79,3 +79,20 @@ async def test_pdf_to_images_gives_every_page_as_a_png_data_url() -> None:
             three = scanned_pdf([render_text(lines) for lines in [*PAGES, ["Third"]]])
             async with s.post(f"{server.url}/pdf-to-images", data=form(three, "doc.pdf")) as resp:
                 assert resp.status == 413 and "limit is 2 pages" in (await resp.json())["error"]
+
+
+async def test_a_client_gone_after_the_loading_line_leaves_nothing_waiting() -> None:
+    with running_server("--idle-timeout", "0") as server:
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(f"{server.url}/ocr/stream", data=form(render_text(), "p.png"))
+            assert resp.status == 200
+            assert orjson.loads(await resp.content.readline())["loading"] is True
+            resp.close()  # gone before its page (read on, or dropped when the server next writes)
+            # the next request is served as usual, and nothing is left in the queue
+            async with s.post(f"{server.url}/ocr/stream", data=form(render_text(), "p.png")) as resp:
+                lines = [orjson.loads(line) async for line in resp.content if line.strip()]
+            assert lines[-1]["success"] and lines[-2]["text"] == "\n".join(LINES)
+            async with s.get(f"{server.url}/gpu/status") as resp:
+                assert (await resp.json())["queue_depth"] == 0
+        log = server.output()
+    assert "Traceback" not in log and " ERROR " not in log, log
