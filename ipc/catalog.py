@@ -18,6 +18,8 @@ class ModelInfo:
     grounding: bool = False  # takes the `grounding` switch
     streams: bool = False  # sends partial text while it generates
     description: str = ""
+    # what a request without a ``prompt_type`` gets: VLMs their document (markdown) task
+    default_prompt_type: str = "ocr"
     # ``--model-option`` keys whose values are one of a few: checked before the server starts
     option_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -39,6 +41,29 @@ MODELS: dict[str, ModelInfo] = {
             grounding=True,
             streams=True,
             description="DeepSeek-OCR-2 (transformers' native classes; ~6.7 GB in bf16)",
+        ),
+        ModelInfo(
+            "glm-ocr",
+            ("document", "ocr", "free", "table", "formula", "freeform"),
+            custom_prompt=("freeform",),
+            streams=True,
+            description="GLM-OCR 0.9B (zai-org/GLM-OCR; OmniDocBench v1.5 94.62; ~2.2 GB in bf16)",
+            default_prompt_type="document",
+        ),
+        ModelInfo(
+            "paddleocr-vl",
+            ("document", "ocr", "free", "table", "formula", "chart", "seal"),
+            streams=True,
+            description="PaddleOCR-VL-1.5 0.9B (PaddlePaddle/PaddleOCR-VL-1.5; OmniDocBench v1.5 94.50; ~1.9 GB in bf16)",
+            default_prompt_type="document",
+        ),
+        ModelInfo(
+            "hunyuan-ocr",
+            ("document", "ocr", "free", "table", "formula", "chart", "freeform"),
+            custom_prompt=("freeform",),
+            streams=True,
+            description="HunyuanOCR 1B (tencent/HunyuanOCR; OmniDocBench v1.5 94.10; ~2 GB in bf16)",
+            default_prompt_type="document",
         ),
         ModelInfo(
             "synthetic",

@@ -67,8 +67,9 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
     model = GlmOcrForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init (std 0.02) makes every step pick one token: spread the logits
         model.lm_head.weight.normal_(0, 1)
+        model.get_input_embeddings().weight.normal_(0, 1)
     model.generation_config = GenerationConfig(eos_token_id=stops, pad_token_id=ids(EOT))
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_original_format=False)  # native names: bound as they are
     Glm46VImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": MAX_PIXELS}).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)

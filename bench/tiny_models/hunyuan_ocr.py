@@ -68,14 +68,15 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
             "text_hidden_size": hidden, "max_image_size": 256, "min_image_size": 64, "max_vit_seq_len": 1024,
         },
         image_token_id=ids(IMAGE), im_start_id=ids(IMAGE_START), im_end_id=ids(IMAGE_END),
-        im_newline_id=ids(NEWLINE), tie_word_embeddings=False, attn_implementation="eager",
+        im_newline_id=ids(NEWLINE), tie_word_embeddings=False,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = HunYuanVLForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init (std 0.02) makes every step pick one token: spread the logits
         model.lm_head.weight.normal_(0, 1)
+        model.get_input_embeddings().weight.normal_(0, 1)
     model.generation_config = GenerationConfig(bos_token_id=ids(BOS), eos_token_id=ids(EOS), pad_token_id=ids(PAD))
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_original_format=False)  # native names: bound as they are
     image_processor = HunYuanVLImageProcessorPil(min_pixels=64 * 64, max_pixels=MAX_PIXELS)
     HunYuanVLProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE

@@ -52,7 +52,7 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
         text_config={
             "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 32, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "hidden_act": "silu",
-            "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "use_bias": False,
+            "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "use_bias": False, "tie_word_embeddings": False,
             "rope_parameters": {"rope_type": "default", "rope_theta": 500000, "mrope_section": [2, 3, 3]},
             "bos_token_id": ids(BOS), "eos_token_id": ids(EOS), "pad_token_id": ids(PAD),
         },
@@ -67,8 +67,9 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
     model = PaddleOCRVLForConditionalGeneration(config).eval()
     with torch.no_grad():  # the default init (std 0.02) makes every step pick one token: spread the logits
         model.lm_head.weight.normal_(0, 1)
+        model.get_input_embeddings().weight.normal_(0, 1)
     model.generation_config = GenerationConfig(bos_token_id=ids(BOS), eos_token_id=ids(EOS), pad_token_id=ids(PAD))
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_original_format=False)  # native names: bound as they are
     image_processor = PaddleOCRVLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=MAX_PIXELS)
     PaddleOCRVLProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE

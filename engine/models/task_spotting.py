@@ -1,0 +1,58 @@
+"""Text spotting answers (lines of text, each with its place) -> dsocr's ``lines`` and ``boxes``.
+
+PaddleOCR-VL-1.5 (``Spotting:``) writes each line's text followed by its four corners as
+``<|LOC_n|>`` tokens; HunyuanOCR (its spotting prompt) writes ``text(x1,y1),(x2,y2)``. Both
+normalise coordinates to 0-1000 over the whole image. What cannot be read as a line is kept in
+``text`` and left out of ``lines``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .vlm.boxes import scale
+
+COORD_MAX = 1000
+PADDLE_LINE = re.compile(r"(?P<text>.*?)(?P<locs>(?:<\|LOC_\d+\|>){8}|(?:<\|LOC_\d+\|>){4})", re.DOTALL)
+HUNYUAN_LINE = re.compile(r"(?P<text>[^\n]*?)\((?P<x1>\d+),(?P<y1>\d+)\),\((?P<x2>\d+),(?P<y2>\d+)\)")
+LOC = re.compile(r"<\|LOC_(\d+)\|>")
+
+
+def _quad(points: list[tuple[float, float]], width: int, height: int) -> list[list[int]]:
+    return [[scale(x, width, COORD_MAX), scale(y, height, COORD_MAX)] for x, y in points]
+
+
+def _line(text: str, quad: list[list[int]]) -> dict[str, Any]:
+    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
+    return {"text": text, "box": quad, "score": 1.0, "bbox": [min(xs), min(ys), max(xs), max(ys)]}
+
+
+def _result(lines: list[dict[str, Any]], raw: str) -> dict[str, Any]:
+    boxes = [{"label": "text", "box": line.pop("bbox")} for line in lines]
+    text = "\n".join(line["text"] for line in lines) if lines else raw.strip()
+    return {"text": text, "lines": lines, "boxes": boxes, "figures": []}
+
+
+def paddle_spotting(raw: str, width: int, height: int) -> dict[str, Any]:
+    lines = []
+    for match in PADDLE_LINE.finditer(raw):
+        numbers = [float(n) for n in LOC.findall(match["locs"])]
+        points = list(zip(numbers[0::2], numbers[1::2]))
+        if len(points) == 2:  # two corners: a box
+            (x1, y1), (x2, y2) = points
+            points = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+        text = match["text"].strip()
+        if text:
+            lines.append(_line(text, _quad(points, width, height)))
+    return _result(lines, raw)
+
+
+def hunyuan_spotting(raw: str, width: int, height: int) -> dict[str, Any]:
+    lines = []
+    for match in HUNYUAN_LINE.finditer(raw):
+        x1, y1, x2, y2 = (float(match[k]) for k in ("x1", "y1", "x2", "y2"))
+        text = match["text"].strip()
+        if text:
+            lines.append(_line(text, _quad([(x1, y1), (x2, y1), (x2, y2), (x1, y2)], width, height)))
+    return _result(lines, raw)
