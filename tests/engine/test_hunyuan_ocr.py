@@ -1,0 +1,28 @@
+"""The hunyuan-ocr adapter in-process on its tiny random checkpoint (bench/tiny_models/hunyuan_ocr.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import tiny_vlm
+
+MODEL = "hunyuan-ocr"
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def bound(tmp_path_factory: pytest.TempPathFactory):
+    folder = tiny_vlm.build_tiny(MODEL, tmp_path_factory.mktemp(MODEL))
+    with tiny_vlm.bound(MODEL, Path(folder)) as pair:
+        yield pair
+
+
+def test_every_prompt_type_answers_and_a_batch_gives_each_row_as_alone(bound) -> None:
+    tiny_vlm.check_prompt_types_answer_and_batch_as_alone(*bound)
+
+
+def test_bad_requests_fail_alone_and_the_default_is_the_document_task(bound) -> None:
+    tiny_vlm.check_requests_fail_alone(*bound)
+    tiny_vlm.check_catalog(bound[0])
