@@ -94,6 +94,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         "engine_pid": engine_pid,
         "engine_gpu_memory_bytes": gpu_bytes,
         "shared_memory_bytes": lc.shared_memory_bytes,
+        "segment": lc.segment if lc.shared_memory_bytes else None,  # the weights' POSIX segment, if any
         "queue_depth": lc.queue_depth,
         "queue_waiting": lc.queue_waiting,
         "max_batch": max(1, min(service.settings.max_batch_for(service.device), lc.batch_limit)),
