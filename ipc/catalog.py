@@ -1,6 +1,7 @@
 """What every model offers, as plain data: the supervisor (and the page) know a model's tasks
 without loading it or importing the engine. The engine's adapters check themselves against this
-table (tests/engine/test_catalog.py), so it cannot drift from what they really accept.
+table (tests/engine/test_catalog.py): an adapter's ``prompt_types`` is read from here
+(``ModelAdapter.__init_subclass__``), so it cannot drift from what it really accepts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MODELS: dict[str, ModelInfo] = {
             grounding=True,
             streams=True,
             description="DeepSeek-OCR-2 (transformers' native classes; ~6.7 GB in bf16)",
+            default_prompt_type="document",
         ),
         ModelInfo(
             "glm-ocr",
@@ -78,6 +80,12 @@ MODEL_NAMES = tuple(MODELS)
 
 def model_info(name: str) -> ModelInfo | None:
     return MODELS.get(name)
+
+
+def default_prompt_type(name: str) -> str:
+    """What ``name`` answers a request without a ``prompt_type`` with (``ocr`` for an unknown model)."""
+    info = MODELS.get(name)
+    return info.default_prompt_type if info else "ocr"
 
 
 def option_error(model: str, options: dict) -> str | None:

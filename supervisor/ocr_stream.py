@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ipc.catalog import default_prompt_type
 from supervisor import routes
 from supervisor.body_budget import expect_continue
 from supervisor.documents import Event, PageResult, stream_pages
@@ -43,7 +44,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     form.fields = upstream_fields(form.fields)
     lc = routes.lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in routes.OPTION_FIELDS if k in form.fields}
-    options.setdefault("prompt_type", "ocr")
+    options.setdefault("prompt_type", default_prompt_type(lc.model))
     keep_alive = routes.parse_keep_alive(form.fields.get("keep_alive"))
     send_partials = request.query.get("partial", "") in ("1", "true", "yes")
     events = stream_pages(lc, settings, form.data, options, keep_alive=keep_alive)

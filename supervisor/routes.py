@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ipc.catalog import model_info
+from ipc.catalog import default_prompt_type, model_info
 from supervisor import readiness
 from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
@@ -185,7 +185,7 @@ async def ocr(request: web.Request) -> web.Response:
     form.fields = upstream_fields(form.fields)  # the upstream web UI's `mode`, `search_text`
     lc = lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in OPTION_FIELDS if k in form.fields}
-    options.setdefault("prompt_type", "ocr")
+    options.setdefault("prompt_type", default_prompt_type(lc.model))
     keep_alive = parse_keep_alive(form.fields.get("keep_alive"))
     output = requested_output(request.query, form.fields)  # json | hocr | alto | pdf
     t0 = time.perf_counter()

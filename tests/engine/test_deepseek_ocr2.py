@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw
 from engine import placement
 from engine.models import create_adapter
 from engine.models.base import BadInput, Unsupported, WeightsUnavailable
-from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, checkpoint
+from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 from engine.models.deepseek_ocr2.prompts import build_prompt
+from engine.models.vlm import checkpoint
 from ipc.weights import WeightStore, unlink_segment
 from tests.tiny_deepseek import build_tiny
 
@@ -174,7 +175,8 @@ def test_grounding_output_becomes_pixel_boxes(bound, monkeypatch: pytest.MonkeyP
 
 def test_prompts_and_grounding_switch() -> None:
     assert build_prompt({"prompt_type": "document"}).text == "<image>\n<|grounding|>Convert the document to markdown."
-    assert build_prompt({}).text == "<image>\n<|grounding|>OCR this image."
+    assert build_prompt({}).text == "<image>\n<|grounding|>Convert the document to markdown."  # the catalog's default
+    assert build_prompt({"prompt_type": "ocr"}).text == "<image>\n<|grounding|>OCR this image."
     assert build_prompt({"prompt_type": "ocr", "grounding": "false"}).text == "<image>\nOCR this image."
     assert build_prompt({"prompt_type": "free"}).text == "<image>\nFree OCR."
     assert build_prompt({"prompt_type": "free", "grounding": "True"}).text == "<image>\n<|grounding|>Free OCR."
