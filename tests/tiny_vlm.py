@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from bench import tiny_models
 from engine import placement
 from engine.models import create_adapter
 from engine.models.base import BadInput, Unsupported
@@ -34,8 +35,7 @@ def page(width: int = 180, height: int = 120, text: str = "Invoice 2041 total 38
 
 
 def build_tiny(model: str, folder: Path) -> Path:
-    module = importlib.import_module(f"bench.tiny_models.{model.replace('-', '_')}")
-    return module.build(folder)
+    return tiny_models.build(model, folder)
 
 
 @contextmanager
@@ -105,3 +105,5 @@ def check_requests_fail_alone(adapter: Any, module: torch.nn.Module) -> None:
 
 def check_catalog(adapter: Any) -> None:
     assert adapter.prompt_types == model_info(adapter.name).prompt_types
+    prompts = importlib.import_module(f"engine.models.{adapter.name.replace('-', '_')}.prompts").PROMPTS
+    assert tuple(prompts.instructions) == adapter.prompt_types  # the instruction table, in the catalog's order

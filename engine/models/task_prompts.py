@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .base import Unsupported
 from .vlm.prompts import Prompt, required_text
 
 
@@ -22,6 +23,10 @@ class TaskPrompts:
     instructions: dict[str, str | None]  # prompt type -> the model's instruction (None: custom)
 
     def instruction(self, prompt_type: str, options: dict[str, Any], forbidden: tuple[str, ...]) -> str:
+        if prompt_type not in self.instructions:
+            raise Unsupported(
+                f"unknown prompt_type {prompt_type!r} for {self.model}; known: {', '.join(self.instructions)}"
+            )
         fixed = self.instructions[prompt_type]
         if fixed is not None:
             return fixed
