@@ -49,14 +49,14 @@ MODELS: dict[str, ModelInfo] = {
             ("document", "ocr", "free", "table", "formula", "freeform"),
             custom_prompt=("freeform",),
             streams=True,
-            description="GLM-OCR 0.9B (zai-org/GLM-OCR; OmniDocBench v1.5 94.62; ~2.2 GB in bf16)",
+            description="GLM-OCR 0.9B (zai-org/GLM-OCR; OmniDocBench v1.5 94.62)",
             default_prompt_type="document",
         ),
         ModelInfo(
             "paddleocr-vl",
             ("document", "ocr", "free", "table", "formula", "chart", "seal"),
             streams=True,
-            description="PaddleOCR-VL-1.5 0.9B (PaddlePaddle/PaddleOCR-VL-1.5; OmniDocBench v1.5 94.50; ~1.9 GB in bf16)",
+            description="PaddleOCR-VL-1.5 0.9B (PaddlePaddle/PaddleOCR-VL-1.5; OmniDocBench v1.5 94.50)",
             default_prompt_type="document",
         ),
         ModelInfo(
@@ -64,7 +64,7 @@ MODELS: dict[str, ModelInfo] = {
             ("document", "ocr", "free", "table", "formula", "chart", "freeform"),
             custom_prompt=("freeform",),
             streams=True,
-            description="HunyuanOCR 1B (tencent/HunyuanOCR; OmniDocBench v1.5 94.10; ~2 GB in bf16)",
+            description="HunyuanOCR 1B (tencent/HunyuanOCR; OmniDocBench v1.5 94.10)",
             default_prompt_type="document",
         ),
         ModelInfo(
