@@ -16,6 +16,7 @@ upstream's tokenizer), and a few words the post-processing tests need (``</s>`` 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -106,6 +107,7 @@ def tiny_config(
     encoder = {
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 4, "max_position_embeddings": 512, "vocab_size": vocab_size,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0},  # upstream's (Qwen2-0.5B's)
     }  # fmt: skip
     text = {
         "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -121,10 +123,63 @@ def tiny_config(
     )
 
 
-def build(folder: Path, seed: int = 0, native: bool = True, tie: bool = False) -> Path:
-    """Save a tiny random model + processor in ``folder``; ``native=False`` writes the original
-    (pre-transformers) tensor names, as ``save_pretrained`` does by default; ``tie`` ties lm_head
-    to the embeddings (the file then holds only the embeddings)."""
+def upstream_config(config: DeepseekOcr2Config) -> dict:
+    """``config`` as upstream's ``deepseek_vl_v2`` config.json says it (``deepseek-ai/DeepSeek-OCR-2``):
+    ``language_config`` with ``first_k_dense_replace``, the vision tower by ``width``. The encoder's
+    head count is named (upstream's has 14 heads of 64, the tiny one 4 of 16)."""
+    language = config.text_config.to_dict()
+    layer_types = language.pop("mlp_layer_types")
+    language.update(model_type="deepseek_v2", first_k_dense_replace=layer_types.count("dense"), use_mla=False)
+    sam, encoder = config.vision_config.sam_config, config.vision_config.encoder_config
+    return {
+        "model_type": "deepseek_vl_v2",
+        "architectures": ["DeepseekOCR2ForCausalLM"],
+        "language_config": language,
+        "vision_config": {
+            "image_size": sam.image_size,
+            "model_name": "deepencoderv2",
+            "width": {
+                "sam_vit_b": {
+                    "width": sam.hidden_size,
+                    "layers": sam.num_hidden_layers,
+                    "heads": sam.num_attention_heads,
+                    "global_attn_indexes": list(sam.global_attn_indexes),
+                    "downsample_channels": list(sam.downsample_channels),
+                },
+                "qwen2-0-5b": {"dim": encoder.hidden_size, "heads": encoder.num_attention_heads},
+            },
+        },
+        "projector_config": {
+            "input_dim": encoder.hidden_size,
+            "n_embed": config.text_config.hidden_size,
+            "projector_type": "linear",
+            "model_type": "mlp_projector",
+        },
+        "candidate_resolutions": [[sam.image_size, sam.image_size]],
+        "tie_word_embeddings": config.tie_word_embeddings,
+    }
+
+
+UPSTREAM_PROCESSOR = {  # upstream's processor_config.json (DeepseekVLV2Processor), at the tiny sizes
+    "patch_size": SAM_PATCH, "downsample_ratio": 4, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    "normalize": True, "add_special_token": False, "mask_prompt": False, "image_token": "<image>",
+    "pad_token": PAD, "sft_format": "deepseek", "ignore_id": -100, "candidate_resolutions": [[GLOBAL_SIZE, GLOBAL_SIZE]],
+    "processor_class": "DeepseekVLV2Processor",
+}  # fmt: skip
+
+
+def build(folder: Path, seed: int = 0, native: bool = True, tie: bool = False, layout: str | None = None) -> Path:
+    """Save a tiny random model + processor in ``folder``.
+
+    ``layout``: ``native`` (transformers' tensor names; the default, or ``native=True``),
+    ``original`` (``native=False``: the original tensor names, as ``save_pretrained`` writes by
+    default) or ``upstream`` (``deepseek-ai/DeepSeek-OCR-2``'s raw folder: its ``deepseek_vl_v2``
+    config, its tensor names, its ``processor_config.json``, no ``preprocessor_config.json``; the
+    same weights as the other layouts for the same seed). ``tie`` ties lm_head to the embeddings
+    (the file then holds only the embeddings)."""
+    layout = layout or ("native" if native else "original")
+    if layout not in ("native", "original", "upstream"):
+        raise ValueError(f"layout must be native, original or upstream, not {layout!r}")
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
@@ -136,7 +191,13 @@ def build(folder: Path, seed: int = 0, native: bool = True, tie: bool = False) -
             if "rel_pos" in name or "pos_embed" in name or "view_separator" in name:
                 param.normal_(0, 0.02)
     model.generation_config = GenerationConfig(bos_token_id=ids(BOS), eos_token_id=ids(EOS), pad_token_id=ids(PAD))
-    model.save_pretrained(folder, save_original_format=not native)
+    model.save_pretrained(folder, save_original_format=layout != "native")
+    if layout == "upstream":
+        tokenizer.save_pretrained(folder)
+        (folder / "generation_config.json").unlink(missing_ok=True)
+        (folder / "config.json").write_text(json.dumps(upstream_config(config), indent=2))
+        (folder / "processor_config.json").write_text(json.dumps(UPSTREAM_PROCESSOR, indent=2))
+        return folder
     image_processor = DeepseekOcr2ImageProcessorPil(
         size={"height": GLOBAL_SIZE, "width": GLOBAL_SIZE}, tile_size=TILE_SIZE
     )
