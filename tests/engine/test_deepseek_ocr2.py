@@ -89,6 +89,29 @@ def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
         unlink_segment(store.name)
 
 
+def test_raw_upstream_folder_is_converted_once_and_answers_as_the_native_one(bound, tmp_path: Path) -> None:
+    """deepseek-ai/DeepSeek-OCR-2's own layout: deepseek_vl_v2 config, upstream tensor names, its
+    processor_config.json and no preprocessor_config.json. The same weights as ``tiny`` (seed 0)."""
+    native, native_module = bound
+    raw = build_tiny(tmp_path / "raw", layout="upstream")
+    assert '"deepseek_vl_v2"' in (raw / "config.json").read_text() and not (raw / "preprocessor_config.json").exists()
+    options = {"model_path": str(raw), "cache_dir": str(tmp_path / "cache"), "max_new_tokens": 12}
+    adapter = DeepseekOcr2Adapter(options)
+    (weights,) = adapter.weight_files()
+    assert weights.is_relative_to(tmp_path / "cache") and weights.parent == adapter.folder()
+    stamp = weights.stat().st_mtime_ns
+    assert DeepseekOcr2Adapter(options).weight_files() == [weights] and weights.stat().st_mtime_ns == stamp
+    module, store = bind(adapter, [weights])
+    try:
+        for options in ({"prompt_type": "free"}, {"prompt_type": "document"}):
+            assert adapter.infer(module, page(500, 200), options, CPU) == native.infer(
+                native_module, page(500, 200), options, CPU
+            )  # the same config, processor (tiles included) and weights as the native folder
+    finally:
+        del module
+        unlink_segment(store.name)
+
+
 def test_bound_model_has_no_meta_tensors_and_matches_from_pretrained(bound, tiny: Path) -> None:
     from transformers import DeepseekOcr2ForConditionalGeneration
 

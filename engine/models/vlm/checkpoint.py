@@ -107,10 +107,12 @@ def converted_path(cache_root: Path, name: str, folder: Path, files: list[Path])
     return cache_root / name / key.hexdigest()[:16] / CONVERTED
 
 
-def convert(model_class: Any, name: str, folder: Path, target: Path, expected: set[str]) -> Path:
-    """Load ``folder`` with ``model_class`` (transformers' conversion mapping); write its state dict to ``target``."""
+def convert(model_class: Any, name: str, folder: Path, target: Path, expected: set[str], config: Any = None) -> Path:
+    """Load ``folder`` with ``model_class`` (transformers' conversion mapping; ``config`` instead of the
+    folder's own when given); write its state dict to ``target``."""
     log.info("%s: converting %s to native tensor names in %s", name, folder, target)
-    model, info = model_class.from_pretrained(folder, dtype="auto", output_loading_info=True)
+    extra = {"config": config} if config is not None else {}
+    model, info = model_class.from_pretrained(folder, dtype="auto", output_loading_info=True, **extra)
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
     missing = set(info.get("missing_keys", ())) - tied
     if missing or info.get("mismatched_keys"):
