@@ -107,3 +107,16 @@ def check_catalog(adapter: Any) -> None:
     assert adapter.prompt_types == model_info(adapter.name).prompt_types
     prompts = importlib.import_module(f"engine.models.{adapter.name.replace('-', '_')}.prompts").PROMPTS
     assert tuple(prompts.instructions) == adapter.prompt_types  # the instruction table, in the catalog's order
+
+
+def check_original_layout_converts_once_and_answers_the_same(model: str, folder: Path, tmp: Path) -> None:
+    """A checkpoint under the model's original tensor names (as the hub has it) is converted once
+    into the cache and answers exactly what the native one does."""
+    original = tiny_models.build(model, tmp / "original", native=False)
+    answers = []
+    for path in (folder, original):
+        with bound(model, path, cache_dir=str(tmp / "cache")) as (adapter, module):
+            answers.append(adapter.infer(module, page(), {"prompt_type": "free"}, CPU)["raw_text"])
+            files = adapter.weight_files()
+    assert files[0].is_relative_to(tmp / "cache")  # the original layout was converted
+    assert answers[0] == answers[1]

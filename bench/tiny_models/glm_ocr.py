@@ -39,7 +39,8 @@ CHAT_TEMPLATE = (
 MAX_PIXELS = 224 * 224
 
 
-def build(folder: Path, seed: int = 0, **_: object) -> Path:
+def build(folder: Path, seed: int = 0, native: bool = True, **_: object) -> Path:
+    """``native=False`` writes the model's original tensor names (as the hub's checkpoints have them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = word_tokenizer(
@@ -69,7 +70,7 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
         model.lm_head.weight.normal_(0, 1)
         model.get_input_embeddings().weight.normal_(0, 1)
     model.generation_config = GenerationConfig(eos_token_id=stops, pad_token_id=ids(EOT))
-    model.save_pretrained(folder, save_original_format=False)  # native names: bound as they are
+    model.save_pretrained(folder, save_original_format=not native)
     Glm46VImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": MAX_PIXELS}).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)

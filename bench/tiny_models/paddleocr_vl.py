@@ -40,7 +40,8 @@ CHAT_TEMPLATE = (
 MAX_PIXELS = 224 * 224
 
 
-def build(folder: Path, seed: int = 0, **_: object) -> Path:
+def build(folder: Path, seed: int = 0, native: bool = True, **_: object) -> Path:
+    """``native=False`` writes the model's original tensor names (as the hub's checkpoints have them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = word_tokenizer(
@@ -69,7 +70,7 @@ def build(folder: Path, seed: int = 0, **_: object) -> Path:
         model.lm_head.weight.normal_(0, 1)
         model.get_input_embeddings().weight.normal_(0, 1)
     model.generation_config = GenerationConfig(bos_token_id=ids(BOS), eos_token_id=ids(EOS), pad_token_id=ids(PAD))
-    model.save_pretrained(folder, save_original_format=False)  # native names: bound as they are
+    model.save_pretrained(folder, save_original_format=not native)
     image_processor = PaddleOCRVLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=MAX_PIXELS)
     PaddleOCRVLProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE

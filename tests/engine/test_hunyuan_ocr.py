@@ -26,3 +26,8 @@ def test_every_prompt_type_answers_and_a_batch_gives_each_row_as_alone(bound) ->
 def test_bad_requests_fail_alone_and_the_default_is_the_document_task(bound) -> None:
     tiny_vlm.check_requests_fail_alone(*bound)
     tiny_vlm.check_catalog(bound[0])
+
+
+def test_the_hub_layout_is_converted_once_and_answers_the_same(tmp_path: Path) -> None:
+    folder = tiny_vlm.build_tiny(MODEL, tmp_path / "native")
+    tiny_vlm.check_original_layout_converts_once_and_answers_the_same(MODEL, folder, tmp_path)
