@@ -200,8 +200,9 @@ def build_server(backend: Backend, max_bytes: int) -> Any:
     ) -> str:
         """Read the text of an image or PDF. Give `path` (a local file) or `data_base64` (the file's
         bytes in base64). `prompt_type`: ocr, free, document; deepseek-ocr-2 also figure, describe,
-        find (with `find_term`), freeform (with `custom_prompt`); default the model's own (document
-        for VLMs, ocr for ppocr). `model`: default the first."""
+        find (with `find_term`), freeform (with `custom_prompt`); glm-ocr, paddleocr-vl, hunyuan-ocr
+        also table, formula (and chart, seal, freeform as each has them: `gpu_status` lists every
+        model's); default the model's own (document for VLMs, ocr for ppocr). `model`: default the first."""
         with tool_errors():
             data, filename = read_document(path, data_base64, max_bytes)
             fields: dict[str, str] = {}
