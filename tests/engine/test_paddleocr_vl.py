@@ -31,3 +31,14 @@ def test_bad_requests_fail_alone_and_the_default_is_the_document_task(bound) -> 
 def test_the_hub_layout_is_converted_once_and_answers_the_same(tmp_path: Path) -> None:
     folder = tiny_vlm.build_tiny(MODEL, tmp_path / "native")
     tiny_vlm.check_original_layout_converts_once_and_answers_the_same(MODEL, folder, tmp_path)
+
+
+def test_otsl_tables_become_html_with_spans() -> None:
+    from engine.models.paddleocr_vl.otsl import to_html
+
+    otsl = "<fcel>Name<fcel>Q1<lcel><nl><fcel>Bob<fcel>1 < 2<fcel>3<nl><ucel><ecel><nl>"
+    assert to_html(otsl) == (
+        '<table><tr><td>Name</td><td colspan="2">Q1</td></tr>'
+        '<tr><td rowspan="2">Bob</td><td>1 &lt; 2</td><td>3</td></tr><tr><td></td><td></td></tr></table>'
+    )
+    assert to_html("no table here") is None

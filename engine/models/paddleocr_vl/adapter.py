@@ -5,7 +5,7 @@ Preprocessing is transformers' PIL image processor (``PaddleOCRVLImageProcessorP
 torchvision exists, so results do not depend on the host; image limits are the folder's
 ``preprocessor_config.json`` (transformers' defaults: 147,384 to 2,359,296 pixels). Generation is
 greedy, up to 4096 new tokens, ended by the tokenizer's ``</s>``; no n-gram guard by default
-(table answers repeat their cell tokens; upstream has none), the last-resort loop stop on.
+(table answers repeat their cell tokens; upstream has none), the last-resort loop stop on. Table answers (OTSL cell tags) become HTML in ``text`` (``otsl``).
 
 Adapter options: ``model_path`` (default ``PaddlePaddle/PaddleOCR-VL-1.5``; ``PaddlePaddle/PaddleOCR-VL``
 is 1.0, without ``ocr``/``seal``), ``cache_dir`` and the settings of ``GenerationDefaults``.
@@ -22,6 +22,7 @@ from ..vlm.adapter import VlmAdapter
 from ..vlm.batch import PreparedRequest
 from ..vlm.generation import GenerationDefaults
 from ..vlm.prompts import Prompt
+from .otsl import to_html
 from .prompts import PROMPTS
 
 
@@ -50,4 +51,7 @@ class PaddleOcrVlAdapter(VlmAdapter):
     def postprocess(self, raw: str, request: PreparedRequest) -> dict[str, Any]:
         if request.prompt.prompt_type == "ocr":
             return paddle_spotting(raw, request.width, request.height)
-        return super().postprocess(raw, request)
+        result = super().postprocess(raw, request)
+        if request.prompt.prompt_type == "table":  # OTSL cell tags -> HTML, as PaddleX does; raw_text keeps them
+            result["text"] = to_html(raw) or result["text"]
+        return result
