@@ -1,5 +1,5 @@
 """GLM-OCR, PaddleOCR-VL and HunyuanOCR (tiny random checkpoints) served at once by one real
-server: every prompt type of each answers on ``/ocr``, an unknown one is a 400 naming those it
+server: every prompt type of each answers on ``/ocr`` (and ``/ocr-pdf`` reads every page), an unknown one is a 400 naming those it
 has, the OpenAI SDK gets the same text plain and streamed, requests sent together (one batch) get
 what they get one by one, and requests alternating between the models all answer while
 ``/gpu/status`` shows each model resident in its own segment."""
@@ -16,6 +16,7 @@ from openai import OpenAI
 from ipc.catalog import model_info
 from tests.clients.conftest import data_url
 from tests.integration.server import Server, get_json, post_ocr, render_text, running_server, segments_of
+from tests.pdfs import scanned_pdf
 from tests.tiny_vlm import build_tiny
 
 MODELS = ("glm-ocr", "paddleocr-vl", "hunyuan-ocr")
@@ -63,6 +64,19 @@ def test_openai_sdk_plain_and_streamed_give_the_same_text(server: Server) -> Non
         chunks = list(client.chat.completions.create(model=model, messages=messages, stream=True))
         joined = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert joined == answer.choices[0].message.content, model
+
+
+async def test_ocr_pdf_reads_every_page_with_each_model(server: Server) -> None:
+    pdf = scanned_pdf([render_text(["one"], size=16), render_text(["two"], size=16)])
+    async with aiohttp.ClientSession() as s:
+        for model in MODELS:
+            form = aiohttp.FormData()
+            form.add_field("file", pdf, filename="scan.pdf", content_type="application/pdf")
+            form.add_field("model", model)
+            async with s.post(f"{server.url}/ocr-pdf", data=form) as resp:
+                body = await resp.json()
+            assert resp.status == 200 and body["page_count"] == 2, (model, body)
+            assert [p["page"] for p in body["pages"]] == [1, 2] and body["metadata"]["model"] == model
 
 
 async def test_requests_sent_together_get_what_they_get_one_by_one(server: Server) -> None:
