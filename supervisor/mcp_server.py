@@ -205,10 +205,8 @@ def build_server(backend: Backend, max_bytes: int) -> Any:
         model's); default the model's own (document for VLMs, ocr for ppocr). `model`: default the first."""
         with tool_errors():
             data, filename = read_document(path, data_base64, max_bytes)
-            fields: dict[str, str] = {}
-            for key, value in (("prompt_type", prompt_type), ("model", model), ("find_term", find_term), ("custom_prompt", custom_prompt)):
-                if value:
-                    fields[key] = value
+            given = {"prompt_type": prompt_type, "model": model, "find_term": find_term, "custom_prompt": custom_prompt}
+            fields = {key: value for key, value in given.items() if value}  # no prompt_type: the model's own
             result = await backend.ocr(data, filename, fields)
         return str(result.get("text", ""))
 
