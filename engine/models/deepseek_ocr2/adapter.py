@@ -27,7 +27,7 @@ from ..base import Unsupported
 from ..vlm import GenerationDefaults, PreparedRequest, Prompt, VlmAdapter
 from . import upstream
 from .grounding import parse_grounding
-from .prompts import MARKUP, PROMPTS, build_prompt
+from .prompts import MARKUP, PROMPTS, build_prompt, labels_are_content
 
 # upstream whitelists <td>, </td> (ids 128821, 128822); its tokenizer also has <tr>, </tr> as single
 # tokens, and without them a blank table's rows (18 tokens each) repeat 20-grams from the 3rd row on
@@ -69,7 +69,8 @@ class DeepseekOcr2Adapter(VlmAdapter):
         return build_prompt({**options, "prompt_type": prompt_type}, self.forbidden_tokens())
 
     def postprocess(self, raw: str, request: PreparedRequest) -> dict[str, Any]:
-        grounded = parse_grounding(raw, request.width, request.height, keep_labels=request.prompt.keep_labels)
+        keep_labels = labels_are_content(request.prompt.prompt_type)
+        grounded = parse_grounding(raw, request.width, request.height, keep_labels=keep_labels)
         figures: dict[int, dict[str, Any]] = {}
         for box in grounded.boxes:
             if "figure" in box and box["figure"] not in figures and request.image is not None:

@@ -14,7 +14,7 @@ from ipc.catalog import MODELS
 from ..base import BadInput, Unsupported
 from ..vlm.prompts import Prompt, check_text, parse_bool, required_text
 
-__all__ = ["PROMPTS", "PROMPT_TYPES", "Prompt", "build_prompt", "parse_bool"]
+__all__ = ["PROMPTS", "PROMPT_TYPES", "DeepseekPrompt", "build_prompt", "labels_are_content", "parse_bool"]
 
 IMAGE = "<image>"
 GROUNDING = "<|grounding|>"
@@ -36,6 +36,17 @@ PROMPT_TYPES = tuple(PROMPTS)
 DEFAULT_PROMPT_TYPE = MODELS["deepseek-ocr-2"].default_prompt_type
 
 
+def labels_are_content(prompt_type: str) -> bool:
+    """Whether ``<|ref|>`` labels are content (all but ``document``; see ``grounding``)."""
+    return prompt_type != "document"
+
+
+class DeepseekPrompt(Prompt):
+    @property
+    def keep_labels(self) -> bool:
+        return labels_are_content(self.prompt_type)
+
+
 def _custom_instruction(custom: str, forbidden: tuple[str, ...]) -> tuple[str, bool]:
     """A custom prompt without its leading ``<image>`` / ``<|grounding|>``, and whether it had the latter."""
     text = custom.strip()
@@ -48,7 +59,7 @@ def _custom_instruction(custom: str, forbidden: tuple[str, ...]) -> tuple[str, b
     return text, grounding
 
 
-def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -> Prompt:
+def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -> DeepseekPrompt:
     """The prompt for a request's ``prompt_type`` (default: the catalog's, ``document``) and its options.
 
     ``forbidden``: the tokens client text may not hold (the adapter adds its tokenizer's specials).
@@ -73,4 +84,4 @@ def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -
         if options.get("grounding") is None:
             grounding = has_grounding
     text = f"{IMAGE}\n{GROUNDING if grounding else ''}{instruction}"
-    return Prompt(prompt_type, text, grounding)
+    return DeepseekPrompt(prompt_type, text, grounding)

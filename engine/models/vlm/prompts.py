@@ -28,11 +28,6 @@ class Prompt:
     # whatever the adapter's post-processing needs to know about the prompt
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
-    def keep_labels(self) -> bool:
-        """Whether grounding labels are content (DeepSeek: all but ``document``; see its ``grounding``)."""
-        return self.prompt_type != "document"
-
 
 def parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
