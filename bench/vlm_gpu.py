@@ -9,7 +9,8 @@ of up to 8): pages/s of each, and whether the batch gave exactly the one-by-one 
 requests alternate between the models, and ``/gpu/status`` shows each model's state, segment and
 engine GPU memory. Without CUDA it stops at once with exit status 2; ``--device cpu`` runs the
 same on a CPU host (float32, a smoke run of the script). Exit status 0 when every request was
-answered and every batch matched. Prints a table and, with ``--json``, one JSON line.
+answered (and, on the CPU, every batch matched: in bf16 a batch's different sums can flip a random
+model's near-ties, which ``same_as_sequential`` and ``pages_differing`` report). Prints a table and, with ``--json``, one JSON line.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def main() -> None:
         server.terminate()
         server.wait(30)
         work.cleanup()
-    ok = result["alternating_answered"] and all(r["same_as_sequential"] for r in result["models"].values())
+    # float32 on the CPU is batch-invariant; bf16 on a GPU may flip a random model's near-ties (reported, not failed)
+    exact = all(r["same_as_sequential"] for r in result["models"].values())
+    ok = result["alternating_answered"] and (exact or args.device.startswith("cuda"))
     result["ok"] = ok
     if args.json:
         print(orjson.dumps(result).decode())
