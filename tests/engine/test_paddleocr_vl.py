@@ -42,3 +42,14 @@ def test_otsl_tables_become_html_with_spans() -> None:
         '<tr><td rowspan="2">Bob</td><td>1 &lt; 2</td><td>3</td></tr><tr><td></td><td></td></tr></table>'
     )
     assert to_html("no table here") is None
+
+
+def test_the_prompt_starts_with_one_begin_of_sentence_and_the_image_tokens(bound) -> None:
+    adapter, _ = bound
+    tok = adapter.processor.tokenizer
+    inputs = adapter.make_inputs(tiny_vlm.Image.fromarray(tiny_vlm.page()), adapter.build_prompt("table", {}))
+    ids = inputs["input_ids"][0].tolist()
+    bos, start = tok.convert_tokens_to_ids(["<|begin_of_sentence|>", "<|IMAGE_START|>"])
+    assert ids[0] == bos and ids.count(bos) == 1 and start in ids
+    image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
+    assert int(inputs["mm_token_type_ids"].sum()) == image_tokens

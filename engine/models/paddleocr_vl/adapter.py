@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ..task_prompts import stop_ids
 from ..task_spotting import paddle_spotting
 from ..vlm.adapter import VlmAdapter
@@ -41,6 +43,11 @@ class PaddleOcrVlAdapter(VlmAdapter):
             image_processor=PaddleOCRVLImageProcessorPil.from_pretrained(folder),
             tokenizer=AutoTokenizer.from_pretrained(folder),
         )
+
+    def make_inputs(self, image: Image.Image, prompt: Prompt) -> dict[str, Any]:
+        # the chat template already starts with <|begin_of_sentence|>: no second one (as
+        # apply_chat_template(tokenize=True), the model card's way, tokenizes it)
+        return dict(self.processor(images=image, text=prompt.text, add_special_tokens=False, return_tensors="pt"))
 
     def build_prompt(self, prompt_type: str, options: dict[str, Any]) -> Prompt:
         return PROMPTS.build(self.processor, prompt_type, options, self.forbidden_tokens())
