@@ -1,9 +1,11 @@
 """Text spotting answers (lines of text, each with its place) -> dsocr's ``lines`` and ``boxes``.
 
 PaddleOCR-VL-1.5 (``Spotting:``) writes each line's text followed by its four corners as
-``<|LOC_n|>`` tokens; HunyuanOCR (its spotting prompt) writes ``text(x1,y1),(x2,y2)``. Both
-normalise coordinates to 0-1000 over the whole image. What cannot be read as a line is kept in
-``text`` and left out of ``lines``.
+``<|LOC_n|>`` tokens; HunyuanOCR (its spotting prompt) writes
+``<ref>text</ref><quad>(x1,y1),(x2,y2)</quad>`` (its report's examples; full-width brackets and
+commas in the coordinates read as ASCII ones, as upstream's clients do). Both normalise
+coordinates to 0-1000 over the whole image. What cannot be read as a line is kept in ``text`` and
+left out of ``lines``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from .vlm.boxes import scale
 
 COORD_MAX = 1000
 PADDLE_LINE = re.compile(r"(?P<text>.*?)(?P<locs>(?:<\|LOC_\d+\|>){8}|(?:<\|LOC_\d+\|>){4})", re.DOTALL)
-HUNYUAN_LINE = re.compile(r"(?P<text>[^\n]*?)\((?P<x1>\d+),(?P<y1>\d+)\),\((?P<x2>\d+),(?P<y2>\d+)\)")
+_PAIR = "[(\uff08]\\s*(?P<{0}>\\d+)\\s*[,\uff0c]\\s*(?P<{1}>\\d+)\\s*[)\uff09]"  # ASCII or full-width
+HUNYUAN_LINE = re.compile(
+    rf"<ref>(?P<text>.*?)</ref>\s*<quad>\s*{_PAIR.format('x1', 'y1')}\s*[,\uff0c]\s*{_PAIR.format('x2', 'y2')}\s*</quad>",
+    re.DOTALL,
+)
 LOC = re.compile(r"<\|LOC_(\d+)\|>")
 
 

@@ -1,4 +1,4 @@
-"""Spotting answers (PaddleOCR-VL-1.5's ``<|LOC_n|>`` tokens, HunyuanOCR's ``text(x1,y1),(x2,y2)``)
+"""Spotting answers (PaddleOCR-VL-1.5's ``<|LOC_n|>`` tokens, HunyuanOCR's ``<ref>text</ref><quad>(x1,y1),(x2,y2)</quad>``)
 -> lines with boxes in image pixels (0-1000 normalised over the whole image)."""
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ def test_paddle_loc_tokens_become_quads_in_pixels() -> None:
 
 
 def test_hunyuan_coordinates_become_boxes_and_plain_text_stays() -> None:
-    out = hunyuan_spotting("Berlin(100,500),(300,750)\n运单(0,0),(1000,1000)", width=400, height=200)
+    raw = "<ref>Berlin</ref><quad>(100,500),(300,750)</quad><ref>运单</ref><quad>（0，0），（1000,1000）</quad>"
+    out = hunyuan_spotting(raw, width=400, height=200)
     assert [line["text"] for line in out["lines"]] == ["Berlin", "运单"]
     assert out["boxes"][0]["box"] == [40, 100, 120, 150]
     assert hunyuan_spotting("no coordinates here", 10, 10) == {
         "text": "no coordinates here", "lines": [], "boxes": [], "figures": []
     }  # fmt: skip
+
+
+def test_full_width_commas_in_the_text_stay() -> None:
+    out = hunyuan_spotting("<ref>你好，世界</ref><quad>(1,2),(3,4)</quad>", 1000, 1000)
+    assert out["lines"][0]["text"] == "你好，世界"
