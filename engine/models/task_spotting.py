@@ -1,7 +1,9 @@
 """Text spotting answers (lines of text, each with its place) -> dsocr's ``lines`` and ``boxes``.
 
-PaddleOCR-VL-1.5 (``Spotting:``) writes each line's text followed by its four corners as
-``<|LOC_n|>`` tokens; HunyuanOCR (its spotting prompt) writes
+PaddleOCR-VL-1.5 (``Spotting:``) writes each line as
+``<|TEXT_START|>text<|TEXT_END|><|LOC_BEGIN|>`` eight ``<|LOC_n|>`` (four corners) ``<|LOC_END|>``,
+or, without the delimiters, text then eight bare ``<|LOC_n|>`` (upstream's
+``post_process_for_spotting`` reads both); HunyuanOCR (its spotting prompt) writes
 ``<ref>text</ref><quad>(x1,y1),(x2,y2)</quad>`` (its report's examples; full-width brackets and
 commas in the coordinates read as ASCII ones, as upstream's clients do). Both normalise
 coordinates to 0-1000 over the whole image. What cannot be read as a line is kept in ``text`` and
@@ -16,7 +18,10 @@ from typing import Any
 from .vlm.boxes import scale
 
 COORD_MAX = 1000
-PADDLE_LINE = re.compile(r"(?P<text>.*?)(?P<locs>(?:<\|LOC_\d+\|>){8}|(?:<\|LOC_\d+\|>){4})", re.DOTALL)
+PADDLE_RUN = re.compile(
+    r"<\|TEXT_START\|>(?P<text>.*?)<\|TEXT_END\|>\s*<\|LOC_BEGIN\|>(?P<locs>.*?)<\|LOC_END\|>", re.DOTALL
+)
+PADDLE_BARE = re.compile(r"(?P<text>.*?)(?P<locs>(?:<\|LOC_\d+\|>\s*){8})", re.DOTALL)
 _PAIR = "[(\uff08]\\s*(?P<{0}>\\d+)\\s*[,\uff0c]\\s*(?P<{1}>\\d+)\\s*[)\uff09]"  # ASCII or full-width
 HUNYUAN_LINE = re.compile(
     rf"<ref>(?P<text>.*?)</ref>\s*<quad>\s*{_PAIR.format('x1', 'y1')}\s*[,\uff0c]\s*{_PAIR.format('x2', 'y2')}\s*</quad>",
@@ -42,15 +47,12 @@ def _result(lines: list[dict[str, Any]], raw: str) -> dict[str, Any]:
 
 def paddle_spotting(raw: str, width: int, height: int) -> dict[str, Any]:
     lines = []
-    for match in PADDLE_LINE.finditer(raw):
-        numbers = [float(n) for n in LOC.findall(match["locs"])]
-        points = list(zip(numbers[0::2], numbers[1::2]))
-        if len(points) == 2:  # two corners: a box
-            (x1, y1), (x2, y2) = points
-            points = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+    runs = list(PADDLE_RUN.finditer(raw)) or list(PADDLE_BARE.finditer(raw))
+    for match in runs:
+        numbers = [float(n) for n in LOC.findall(match["locs"])][:8]
         text = match["text"].strip()
-        if text:
-            lines.append(_line(text, _quad(points, width, height)))
+        if text and len(numbers) == 8:
+            lines.append(_line(text, _quad(list(zip(numbers[0::2], numbers[1::2])), width, height)))
     return _result(lines, raw)
 
 

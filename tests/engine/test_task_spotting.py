@@ -7,13 +7,16 @@ from engine.models.task_spotting import hunyuan_spotting, paddle_spotting
 
 
 def test_paddle_loc_tokens_become_quads_in_pixels() -> None:
-    raw = ("Invoice 2041<|LOC_100|><|LOC_200|><|LOC_500|><|LOC_200|><|LOC_500|><|LOC_300|><|LOC_100|><|LOC_300|>"
-           "\ntotal<|LOC_0|><|LOC_0|><|LOC_1000|><|LOC_1000|>")  # fmt: skip
-    out = paddle_spotting(raw, width=200, height=100)
-    assert [line["text"] for line in out["lines"]] == ["Invoice 2041", "total"]
-    assert out["lines"][0]["box"] == [[20, 20], [100, 20], [100, 30], [20, 30]]
-    assert out["boxes"] == [{"label": "text", "box": [20, 20, 100, 30]}, {"label": "text", "box": [0, 0, 200, 100]}]
-    assert out["text"] == "Invoice 2041\ntotal"
+    quad = "<|LOC_100|><|LOC_200|><|LOC_500|><|LOC_200|><|LOC_500|><|LOC_300|><|LOC_100|><|LOC_300|>"
+    page = "<|LOC_0|><|LOC_0|><|LOC_1000|><|LOC_0|><|LOC_1000|><|LOC_1000|><|LOC_0|><|LOC_1000|>"
+    delimited = (f"<|TEXT_START|>Invoice 2041<|TEXT_END|><|LOC_BEGIN|>{quad}<|LOC_END|>"
+                 f"<|TEXT_START|>total<|TEXT_END|><|LOC_BEGIN|>{page}<|LOC_END|>")  # fmt: skip
+    for raw in (delimited, f"Invoice 2041{quad}\ntotal{page}"):  # with upstream's delimiters, and bare
+        out = paddle_spotting(raw, width=200, height=100)
+        assert [line["text"] for line in out["lines"]] == ["Invoice 2041", "total"]
+        assert out["lines"][0]["box"] == [[20, 20], [100, 20], [100, 30], [20, 30]]
+        assert out["boxes"] == [{"label": "text", "box": [20, 20, 100, 30]}, {"label": "text", "box": [0, 0, 200, 100]}]
+        assert out["text"] == "Invoice 2041\ntotal"
 
 
 def test_hunyuan_coordinates_become_boxes_and_plain_text_stays() -> None:
