@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -60,6 +61,19 @@ async def test_a_document_answer_without_prompt_type_returns_its_figure_crop(fig
     assert figure["id"] == "figure-0.png" and figure["box"] == BOX
     assert png_size(figure["png_base64"]) == (BOX[2] - BOX[0], BOX[3] - BOX[1])
     assert {"label": "image", "box": BOX, "figure": 0} in result["boxes"]
+
+
+async def test_the_stream_defaults_to_the_document_task_and_carries_the_figure(figures_server: Server) -> None:
+    form = aiohttp.FormData()
+    form.add_field("file", page_png(), filename="page.png", content_type="image/png")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{figures_server.url}/ocr/stream?partial=1", data=form) as resp:
+            assert resp.status == 200
+            lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    partials = "".join(line["partial"] for line in lines if "partial" in line)
+    page, final = [line for line in lines if "partial" not in line]
+    assert "<|ref|>" in partials and page["figures"][0]["id"] == "figure-0.png" and page["figures"][0]["box"] == BOX
+    assert final["done"] and final["prompt_type"] == "document"
 
 
 def test_v1_ocr_fills_mistral_images_with_base64_only_when_asked(figures_server: Server) -> None:
