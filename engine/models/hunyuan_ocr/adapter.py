@@ -6,7 +6,8 @@ transformers integration test loads with ``backend="pil"``); image limits are th
 as upstream's ``run_hy_ocr.py`` runs it: greedy, ended by the tokenizer's end token, up to 16384
 new tokens (its vLLM client's ``max_tokens``); upstream then trims a repeated tail
 (``clean_repeated_substrings``), which dsocr's loop stop does while generating. No n-gram guard by
-default. Each batch row's rotary positions are those of its request alone (``rope``). Spotting answers (``ocr``) become ``lines`` with boxes in image pixels.
+default. Each batch row's rotary positions are those of its request alone (``rope``). Spotting
+answers (``ocr``) become ``lines`` with boxes in image pixels.
 
 Adapter options: ``model_path`` (default ``tencent/HunyuanOCR``), ``cache_dir`` and the settings of
 ``GenerationDefaults``.
