@@ -1,15 +1,16 @@
-"""DeepSeek-OCR-2 pages per second at batch 1, 2, 4 and 8, through a real engine, in one command:
+"""A VLM's pages per second at batch 1, 2, 4 and 8, through a real engine, in one command:
 
-    python bench/batching.py                                   # the tiny random model on CPU
+    python bench/batching.py                                   # the tiny random DeepSeek-OCR-2 on CPU
+    python bench/batching.py --model glm-ocr-tiny              # any VLM of bench/tiny_models, tiny
     python bench/batching.py --model deepseek-ocr-2 --device cuda --json   # the real checkpoint
 
 The same pages (8 by default) run as ``Infer`` messages of 1, 2, 4 and 8 requests in one
 engine process (``EngineHandle``), after a warm-up; pages/s = pages / wall time of those messages
 (best of ``--rounds``, the sizes interleaved).
 ``same_as_sequential`` says whether every batch size gave exactly the batch-1 answers (text,
-raw_text, finish_reason, token counts). ``deepseek-ocr-2-tiny`` builds the tests' tiny random model
-in a temporary folder (no download); ``deepseek-ocr-2`` loads ``--model-path`` (a folder or hub id,
-default ``deepseek-community/DeepSeek-OCR-2``, taken from the hub cache or downloaded once).
+raw_text, finish_reason, token counts). ``NAME-tiny`` builds the model's tiny random checkpoint
+(``bench/tiny_models``) in a temporary folder (no download); ``NAME`` loads ``--model-path`` (a
+folder or hub id, default the adapter's, taken from the hub cache or downloaded once).
 Prints a table and ends with one JSON line.
 """
 
@@ -30,11 +31,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import tiny_models
 from ipc import protocol as p
+from ipc.catalog import MODELS
 from ipc.weights import segment_name, unlink_segment
 from supervisor.core.engine_handle import EngineHandle
 
-MODEL = "deepseek-ocr-2"
 BATCHES = (1, 2, 4, 8)
 SAME_KEYS = ("text", "raw_text", "finish_reason", "usage")
 WORDS = ["Invoice", "total", "Berlin", "Shipped", "the", "document", "2041", "385.20", "R&D", "table"]
@@ -59,25 +61,24 @@ def pages_for(model: str, count: int) -> list[bytes]:
     return [page(i, 1240, 30, 22) for i in range(count)]  # A4-like text pages at ~150 dpi
 
 
-async def run_batches(engine: EngineHandle, images: list[bytes], options: dict[str, Any], batch: int,
+async def run_batches(engine: EngineHandle, model: str, images: list[bytes], options: dict[str, Any], batch: int,
                       timeout: float) -> tuple[float, list[dict[str, Any]]]:  # fmt: skip
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        reply = await engine.request(p.Infer(0, MODEL, [options] * len(chunk), images=chunk), timeout=timeout)
+        reply = await engine.request(p.Infer(0, model, [options] * len(chunk), images=chunk), timeout=timeout)
         results.extend(reply["results"])
     return time.perf_counter() - t0, results
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"max_batch": max(BATCHES)}
+    model = args.model.removesuffix(tiny_models.TINY)
     tmp = None
-    if args.model.endswith("-tiny"):
-        from tests.tiny_deepseek import build_tiny
-
+    if args.model.endswith(tiny_models.TINY):
         tmp = tempfile.TemporaryDirectory(prefix="dsocr-bench-tiny-")
-        options["model_path"] = str(build_tiny(Path(tmp.name)))
+        options["model_path"] = str(tiny_models.build(model, Path(tmp.name)))
     elif args.model_path:
         options["model_path"] = args.model_path
     request = {"prompt_type": args.prompt_type, "max_tokens": args.max_tokens}
@@ -88,14 +89,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await engine.spawn()
         t0 = time.perf_counter()
-        await engine.request(p.Load(0, MODEL, segment, args.device, options), timeout=3600)
+        await engine.request(p.Load(0, model, segment, args.device, options), timeout=3600)
         out["load_s"] = round(time.perf_counter() - t0, 3)
-        await run_batches(engine, images[:1], request, 1, args.timeout)  # warm-up
+        await run_batches(engine, model, images[:1], request, 1, args.timeout)  # warm-up
         seconds: dict[str, float] = {}
         answers: dict[int, list[dict[str, Any]]] = {}
         for _ in range(args.rounds):  # rounds interleave the sizes; the best round counts (shared hosts are noisy)
             for batch in BATCHES:
-                took, answers[batch] = await run_batches(engine, images, request, batch, args.timeout)
+                took, answers[batch] = await run_batches(engine, model, images, request, batch, args.timeout)
                 seconds[str(batch)] = min(took, seconds.get(str(batch), took))
     finally:
         await engine.kill()
@@ -127,7 +128,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["deepseek-ocr-2-tiny", "deepseek-ocr-2"], default="deepseek-ocr-2-tiny")
+    tiny = sorted(f"{name}{tiny_models.TINY}" for name in tiny_models.builders())
+    ap.add_argument("--model", choices=[*tiny, *sorted(tiny_models.builders())], default="deepseek-ocr-2-tiny")
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cpu for tiny, cuda otherwise)")
     ap.add_argument("--model-path", default=None, help="folder or hub id of the real checkpoint")
     ap.add_argument("--pages", type=int, default=8)
@@ -141,7 +143,11 @@ def main() -> None:
     tiny = args.model.endswith("-tiny")
     args.device = args.device or ("cpu" if tiny else "cuda")
     args.max_tokens = args.max_tokens or (128 if tiny else 1024)
-    args.prompt_type = args.prompt_type or ("free" if tiny else "document")
+    info = MODELS[args.model.removesuffix(tiny_models.TINY)]
+    # plain text reading for the tiny ones (their answers are random), the document task for real pages
+    args.prompt_type = args.prompt_type or (
+        "free" if tiny and "free" in info.prompt_types else info.default_prompt_type
+    )
     if args.threads is None and args.device == "cpu":
         args.threads = 1  # one thread: batches are compared on the same compute, without oversubscription
     result = asyncio.run(measure(args))

@@ -1,6 +1,7 @@
 """What every model offers, as plain data: the supervisor (and the page) know a model's tasks
 without loading it or importing the engine. The engine's adapters check themselves against this
-table (tests/engine/test_catalog.py), so it cannot drift from what they really accept.
+table (tests/engine/test_catalog.py): an adapter's ``prompt_types`` is read from here
+(``ModelAdapter.__init_subclass__``), so it cannot drift from what it really accepts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class ModelInfo:
     grounding: bool = False  # takes the `grounding` switch
     streams: bool = False  # sends partial text while it generates
     description: str = ""
+    # what a request without a ``prompt_type`` gets: VLMs their document (markdown) task
+    default_prompt_type: str = "ocr"
     # ``--model-option`` keys whose values are one of a few: checked before the server starts
     option_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # (prompt type, what it gives with this model), for a line under the page's task list
@@ -46,6 +49,30 @@ MODELS: dict[str, ModelInfo] = {
             grounding=True,
             streams=True,
             description="DeepSeek-OCR-2 (transformers' native classes; ~6.7 GB in bf16)",
+            default_prompt_type="document",
+        ),
+        ModelInfo(
+            "glm-ocr",
+            ("document", "ocr", "free", "table", "formula", "freeform"),
+            custom_prompt=("freeform",),
+            streams=True,
+            description="GLM-OCR 0.9B (zai-org/GLM-OCR; OmniDocBench v1.5 94.62)",
+            default_prompt_type="document",
+        ),
+        ModelInfo(
+            "paddleocr-vl",
+            ("document", "ocr", "free", "table", "formula", "chart", "seal"),
+            streams=True,
+            description="PaddleOCR-VL-1.5 0.9B (PaddlePaddle/PaddleOCR-VL-1.5; OmniDocBench v1.5 94.50)",
+            default_prompt_type="document",
+        ),
+        ModelInfo(
+            "hunyuan-ocr",
+            ("document", "ocr", "free", "table", "formula", "chart", "freeform"),
+            custom_prompt=("freeform",),
+            streams=True,
+            description="HunyuanOCR 1B (tencent/HunyuanOCR; OmniDocBench v1.5 94.10)",
+            default_prompt_type="document",
         ),
         ModelInfo(
             "synthetic",
@@ -60,6 +87,12 @@ MODEL_NAMES = tuple(MODELS)
 
 def model_info(name: str) -> ModelInfo | None:
     return MODELS.get(name)
+
+
+def default_prompt_type(name: str) -> str:
+    """What ``name`` answers a request without a ``prompt_type`` with (``ocr`` for an unknown model)."""
+    info = MODELS.get(name)
+    return info.default_prompt_type if info else "ocr"
 
 
 def option_error(model: str, options: dict) -> str | None:

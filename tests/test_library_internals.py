@@ -144,7 +144,7 @@ def test_transformers_generation_hooks_the_engine_subclasses() -> None:
     from transformers import LogitsProcessor
     from transformers.generation.streamers import BaseStreamer
 
-    user = "engine/models/deepseek_ocr2 (ngram.py, streaming.py)"
+    user = "engine/models/vlm (ngram.py, streaming.py)"
     assert parameters(LogitsProcessor.__call__) == ["self", "input_ids", "scores"], changed(
         "transformers", "LogitsProcessor.__call__(input_ids, scores)", user
     )

@@ -9,6 +9,9 @@ from engine.models.base import ModelAdapter, UnknownModel
 
 ADAPTERS = {
     "deepseek-ocr-2": "engine.models.deepseek_ocr2:DeepseekOcr2Adapter",
+    "glm-ocr": "engine.models.glm_ocr:GlmOcrAdapter",
+    "hunyuan-ocr": "engine.models.hunyuan_ocr:HunyuanOcrAdapter",
+    "paddleocr-vl": "engine.models.paddleocr_vl:PaddleOcrVlAdapter",
     "ppocr": "engine.models.ppocr:PPOCRAdapter",
     "synthetic": "engine.models.synthetic:SyntheticAdapter",
 }

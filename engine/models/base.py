@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ipc.catalog import model_info
 from ipc.errors import BadInput, UnknownModel, Unsupported, WeightsUnavailable
 
 __all__ = ["BadInput", "ModelAdapter", "PartialCallback", "UnknownModel", "Unsupported", "WeightsUnavailable"]
@@ -29,8 +30,15 @@ class ModelAdapter(abc.ABC):
     """One model family. Instances are cheap: nothing heavy happens in ``__init__``."""
 
     name: ClassVar[str]
-    # Prompt types this model answers; others get a 400 that names a model that can.
+    # Prompt types this model answers; others get a 400 that names a model that can. Read from the
+    # model's catalog entry (ipc/catalog.py), the one table of them, unless the class sets its own.
     prompt_types: ClassVar[tuple[str, ...]] = ("ocr",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        info = model_info(cls.__dict__.get("name", ""))
+        if info is not None and "prompt_types" not in cls.__dict__:
+            cls.prompt_types = info.prompt_types
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})

@@ -193,20 +193,20 @@ def build_server(backend: Backend, max_bytes: int) -> Any:
     async def ocr(
         path: str | None = None,
         data_base64: str | None = None,
-        prompt_type: str = "ocr",
+        prompt_type: str | None = None,
         model: str | None = None,
         find_term: str | None = None,
         custom_prompt: str | None = None,
     ) -> str:
         """Read the text of an image or PDF. Give `path` (a local file) or `data_base64` (the file's
-        bytes in base64). `prompt_type`: ocr (default), free, document; deepseek-ocr-2 also figure,
-        describe, find (with `find_term`), freeform (with `custom_prompt`). `model`: default the first."""
+        bytes in base64). `prompt_type`: ocr, free, document; deepseek-ocr-2 also figure, describe,
+        find (with `find_term`), freeform (with `custom_prompt`); glm-ocr, paddleocr-vl, hunyuan-ocr
+        also table, formula (and chart, seal, freeform as each has them: `gpu_status` lists every
+        model's); default the model's own (document for VLMs, ocr for ppocr). `model`: default the first."""
         with tool_errors():
             data, filename = read_document(path, data_base64, max_bytes)
-            fields = {"prompt_type": prompt_type}
-            for key, value in (("model", model), ("find_term", find_term), ("custom_prompt", custom_prompt)):
-                if value:
-                    fields[key] = value
+            given = {"prompt_type": prompt_type, "model": model, "find_term": find_term, "custom_prompt": custom_prompt}
+            fields = {key: value for key, value in given.items() if value}  # no prompt_type: the model's own
             result = await backend.ocr(data, filename, fields)
         return str(result.get("text", ""))
 

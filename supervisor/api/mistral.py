@@ -3,7 +3,10 @@
 ``{model, document: {type: document_url | image_url, ...}, pages?, include_image_base64?}`` ->
 ``{pages: [{index, markdown, images, dimensions: {dpi, height, width}, boxes}], model, usage_info}``.
 Page indexes are 0-based as in Mistral's API; ``boxes`` (ours, in pixels of the rendered page) is
-an extra field per page. No images are cut out of pages, so ``images`` is always empty.
+an extra field per page. ``images`` holds the page's figures (the model's figure crops,
+``engine/figures.py``) as Mistral's ``OCRImageObject``: ``id`` (the name the markdown links,
+``![](figure-N.png)``), the corners in pixels of the page, and ``image_base64`` (a
+``data:image/png;base64,...`` URI) only with ``include_image_base64: true``.
 """
 
 from __future__ import annotations
@@ -69,11 +72,19 @@ def _document_url(document: Any) -> Any:
     raise ClientError(400, "'document.type' must be 'document_url' or 'image_url'")
 
 
-def _page(index: int, result: dict[str, Any], width: int, height: int, dpi: int) -> dict[str, Any]:
+def _image(figure: dict[str, Any], with_base64: bool) -> dict[str, Any]:
+    x1, y1, x2, y2 = figure["box"]
+    image = {"id": figure["id"], "top_left_x": x1, "top_left_y": y1, "bottom_right_x": x2, "bottom_right_y": y2}
+    if with_base64:
+        image["image_base64"] = f"data:image/png;base64,{figure['png_base64']}"
+    return image
+
+
+def _page(index: int, result: dict[str, Any], width: int, height: int, dpi: int, with_base64: bool) -> dict[str, Any]:
     return {
         "index": index,
         "markdown": str(result.get("text", "")),
-        "images": [],
+        "images": [_image(figure, with_base64) for figure in result.get("figures", [])],
         "dimensions": {"dpi": dpi, "height": height, "width": width},
         "boxes": result.get("boxes", []),
     }
@@ -91,10 +102,11 @@ async def ocr(request: web.Request) -> web.Response:
     pages = parse_pages(body.get("pages"))
     keep_alive = parse_keep_alive(body.get("keep_alive"))
     dpi = service.settings.pdf_dpi if is_pdf(data) else IMAGE_DPI
+    with_base64 = body.get("include_image_base64") is True
     options = {"prompt_type": "document"}
     t0 = time.perf_counter()
     out = [
-        _page(p.number - 1, p.result, p.width, p.height, dpi)
+        _page(p.number - 1, p.result, p.width, p.height, dpi, with_base64)
         async for p in read_pages(lc, service.settings, data, options, pages=pages, keep_alive=keep_alive)
     ]
     log_ocr(lc.model, len(out), time.perf_counter() - t0, 200, request["request_id"])

@@ -14,19 +14,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ipc.catalog import model_info
-from supervisor.api.forms import read_form, upstream_fields
-from supervisor.api.shared import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
-from supervisor.core.gpus import process_gpu_bytes
-from supervisor.core.lifecycle import ModelLifecycle
-from supervisor.core.service import SERVICE, Service
-from supervisor.documents.formats import document_response, requested_output
-from supervisor.documents.pages import read_pages
-from supervisor.documents.results import pdf_body, result_body
-from supervisor.http import readiness
-from supervisor.http.body_budget import expect_continue
-from supervisor.http.request_log import log_ocr
-from supervisor.http.responses import json_response
+from ipc.catalog import default_prompt_type, model_info
+from supervisor import readiness
+from supervisor.body_budget import expect_continue
+from supervisor.documents import read_pages
+from supervisor.errors import ClientError
+from supervisor.forms import read_form, upstream_fields
+from supervisor.gpus import process_gpu_bytes
+from supervisor.lifecycle import ModelLifecycle, QueueFull
+from supervisor.ocr_documents import document_response, requested_output
+from supervisor.request_log import log_ocr
+from supervisor.responses import json_response
+from supervisor.results import pdf_body, result_body
+from supervisor.service import SERVICE, Service
 
 log = logging.getLogger("dsocr.supervisor")
 
@@ -85,6 +85,7 @@ async def _model_status(service: Service, lc: ModelLifecycle) -> dict[str, Any]:
         "engine_pid": engine_pid,
         "engine_gpu_memory_bytes": gpu_bytes,
         "shared_memory_bytes": lc.shared_memory_bytes,
+        "segment": lc.segment if lc.shared_memory_bytes else None,  # the weights' POSIX segment, if any
         "queue_depth": lc.queue_depth,
         "queue_waiting": lc.queue_waiting,
         "max_batch": max(1, min(service.settings.max_batch_for(service.device), lc.batch_limit)),
@@ -154,7 +155,7 @@ async def ocr(request: web.Request) -> web.Response:
     form.fields = upstream_fields(form.fields)  # the upstream web UI's `mode`, `search_text`
     lc = lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in OPTION_FIELDS if k in form.fields}
-    options.setdefault("prompt_type", "ocr")
+    options.setdefault("prompt_type", default_prompt_type(lc.model))
     keep_alive = parse_keep_alive(form.fields.get("keep_alive"))
     output = requested_output(request.query, form.fields)  # json | hocr | alto | pdf
     t0 = time.perf_counter()

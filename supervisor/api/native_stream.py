@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ipc.catalog import default_prompt_type
 from supervisor.api import shared
 from supervisor.api.forms import read_form, upstream_fields
 from supervisor.core.lifecycle import ModelLifecycle
@@ -50,7 +51,7 @@ async def ocr_stream(request: web.Request) -> web.StreamResponse:
     form.fields = upstream_fields(form.fields)
     lc = shared.lifecycle_for(service, form.fields.get("model") or request.query.get("model"))
     options = {k: form.fields[k] for k in shared.OPTION_FIELDS if k in form.fields}
-    options.setdefault("prompt_type", "ocr")
+    options.setdefault("prompt_type", default_prompt_type(lc.model))
     keep_alive = shared.parse_keep_alive(form.fields.get("keep_alive"))
     send_partials = request.query.get("partial", "") in ("1", "true", "yes")
     events = stream_pages(lc, settings, form.data, options, keep_alive=keep_alive)

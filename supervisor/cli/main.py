@@ -236,13 +236,14 @@ def _parse_model_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return options
 
 
-def _ocr_fields(model: str, prompt_type: str, find_term: str | None, custom_prompt: str | None,
+def _ocr_fields(model: str, prompt_type: str | None, find_term: str | None, custom_prompt: str | None,
                 grounding: bool | None) -> dict[str, str]:  # fmt: skip
     """The request's fields, checked against the model's catalog entry before anything starts."""
     info = model_info(model)
     if info is None:
         usage(f"unknown model {model!r}; known models: {', '.join(MODEL_NAMES)}")
     assert info is not None
+    prompt_type = prompt_type or info.default_prompt_type
     if prompt_type not in info.prompt_types:
         others = [m.name for m in map(model_info, MODEL_NAMES) if m and prompt_type in m.prompt_types]
         hint = f" ({', '.join(others)} has it: add --model {others[0]})" if others else ""
@@ -306,7 +307,7 @@ def _read_here(files: tuple[Path, ...], fields: dict[str, str], device: str,
 @click.option("--model", default=lambda: os.environ.get("DSOCR_MODEL", "ppocr"), show_default="ppocr",
               help=f"One of: {', '.join(MODEL_NAMES)}.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="For local runs: auto | cpu | cuda[:N].")
-@click.option("--prompt-type", default="ocr", show_default=True, help="The task: ocr, free, document, ... (per model).")
+@click.option("--prompt-type", default=None, help="The task: ocr, free, document, ... (per model; default its own).")
 @click.option("--find-term", default=None, help="What to locate (--prompt-type find).")
 @click.option("--custom-prompt", default=None, help="Your own instruction (--prompt-type freeform).")
 @click.option("--grounding/--no-grounding", default=None, help="Ask for boxes (models with grounding).")
@@ -318,7 +319,7 @@ def _read_here(files: tuple[Path, ...], fields: dict[str, str], device: str,
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write one file per input into this folder (name.txt, name.md or name.json).")  # fmt: skip
-def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, prompt_type: str, find_term: str | None,
+def ocr(files: tuple[Path, ...], url: str | None, model: str, device: str, prompt_type: str | None, find_term: str | None,
         custom_prompt: str | None, grounding: bool | None, model_options: tuple[str, ...], fmt: str | None,
         as_json: bool, out_dir: Path | None) -> None:  # fmt: skip
     """OCR FILES (images, PDFs) and print their text (locally, or on a server with --url)."""

@@ -1,6 +1,6 @@
 // Markdown output as a document: marked (GFM: tables, headings, lists) then DOMPurify, both vendored
 // and pinned (vendor/README.md). Model output is untrusted: scripts, handlers, styles, forms and
-// anything that would load from elsewhere are dropped; LaTeX stays as code; `![](figure-N)`
+// anything that would load from elsewhere are dropped; LaTeX stays as code; `![](figure-N.png)`
 // placeholders become figure slots the page fills with the box's crop.
 
 import { Marked } from "./vendor/marked.esm.js";
@@ -31,7 +31,7 @@ const math = {
   },
 };
 
-const FIGURE = /^figure-(\d+)$/;
+const FIGURE = /^figure-(\d+)(?:\.png)?$/;
 
 const marked = new Marked({ gfm: true, breaks: false });
 marked.use({

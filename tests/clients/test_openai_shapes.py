@@ -32,6 +32,17 @@ def test_a_model_without_free_form_prompts_reads_the_image() -> None:
     assert options_for("ppocr", "<image>\nParse the figure.") == {"prompt_type": "figure"}  # ppocr says no
 
 
+def test_the_vlms_task_prompts_map_to_their_prompt_types_where_the_model_has_them() -> None:
+    assert options_for("paddleocr-vl", "Table Recognition:") == {"prompt_type": "table"}
+    assert options_for("paddleocr-vl", "<image>\nSpotting:") == {"prompt_type": "ocr"}
+    assert options_for("paddleocr-vl", "Seal Recognition:") == {"prompt_type": "seal"}
+    assert options_for("glm-ocr", "Formula Recognition:") == {"prompt_type": "formula"}
+    assert options_for("glm-ocr", "Text Recognition:") == {"prompt_type": "free"}
+    # a model without the type: its own reading of the text (deepseek: a free-form prompt)
+    assert options_for("glm-ocr", "Seal Recognition:")["prompt_type"] == "freeform"
+    assert options_for("deepseek-ocr-2", "Table Recognition:")["prompt_type"] == "freeform"
+
+
 def page(number: int, text: str, **extra: object) -> PageResult:
     return PageResult(number, 3, {"raw_text": text, **extra}, 10, 10)
 

@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw
 from engine import placement
 from engine.models import create_adapter
 from engine.models.base import BadInput, Unsupported, WeightsUnavailable
-from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter, checkpoint
+from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
 from engine.models.deepseek_ocr2.prompts import build_prompt
+from engine.models.vlm import checkpoint
 from ipc.weights import WeightStore, unlink_segment
 from tests.tiny_deepseek import build_tiny
 
@@ -83,6 +84,29 @@ def test_original_layout_is_converted_once(tmp_path: Path, tie: bool) -> None:
         assert (module.lm_head.weight is embed) == tie
         result = adapter.infer(module, page(), {"prompt_type": "free"}, CPU)
         assert result["usage"]["completion_tokens"] > 0
+    finally:
+        del module
+        unlink_segment(store.name)
+
+
+def test_raw_upstream_folder_is_converted_once_and_answers_as_the_native_one(bound, tmp_path: Path) -> None:
+    """deepseek-ai/DeepSeek-OCR-2's own layout: deepseek_vl_v2 config, upstream tensor names, its
+    processor_config.json and no preprocessor_config.json. The same weights as ``tiny`` (seed 0)."""
+    native, native_module = bound
+    raw = build_tiny(tmp_path / "raw", layout="upstream")
+    assert '"deepseek_vl_v2"' in (raw / "config.json").read_text() and not (raw / "preprocessor_config.json").exists()
+    options = {"model_path": str(raw), "cache_dir": str(tmp_path / "cache"), "max_new_tokens": 12}
+    adapter = DeepseekOcr2Adapter(options)
+    (weights,) = adapter.weight_files()
+    assert weights.is_relative_to(tmp_path / "cache") and weights.parent == adapter.folder()
+    stamp = weights.stat().st_mtime_ns
+    assert DeepseekOcr2Adapter(options).weight_files() == [weights] and weights.stat().st_mtime_ns == stamp
+    module, store = bind(adapter, [weights])
+    try:
+        for options in ({"prompt_type": "free"}, {"prompt_type": "document"}):
+            assert adapter.infer(module, page(500, 200), options, CPU) == native.infer(
+                native_module, page(500, 200), options, CPU
+            )  # the same config, processor (tiles included) and weights as the native folder
     finally:
         del module
         unlink_segment(store.name)
@@ -174,7 +198,8 @@ def test_grounding_output_becomes_pixel_boxes(bound, monkeypatch: pytest.MonkeyP
 
 def test_prompts_and_grounding_switch() -> None:
     assert build_prompt({"prompt_type": "document"}).text == "<image>\n<|grounding|>Convert the document to markdown."
-    assert build_prompt({}).text == "<image>\n<|grounding|>OCR this image."
+    assert build_prompt({}).text == "<image>\n<|grounding|>Convert the document to markdown."  # the catalog's default
+    assert build_prompt({"prompt_type": "ocr"}).text == "<image>\n<|grounding|>OCR this image."
     assert build_prompt({"prompt_type": "ocr", "grounding": "false"}).text == "<image>\nOCR this image."
     assert build_prompt({"prompt_type": "free"}).text == "<image>\nFree OCR."
     assert build_prompt({"prompt_type": "free", "grounding": "True"}).text == "<image>\n<|grounding|>Free OCR."

@@ -64,6 +64,31 @@ async def test_batch_through_the_engine_is_token_for_token_one_by_one_and_stream
     assert len({r["usage"]["prompt_tokens"] for r in results}) >= 4  # left padding really happened
 
 
+async def test_a_raw_upstream_folder_loads_and_answers_through_an_engine(
+    engine: EngineHandle, tmp_path: Path, shm: SegmentGuard
+) -> None:
+    """The upstream layout (deepseek_vl_v2 config...) converted on the engine's first load, into
+    the cache dir; it answers as the native folder of the same weights does."""
+    raw = build_tiny(tmp_path / "raw", layout="upstream")
+    image, opts = REQUESTS[1]
+    expected = await engine.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)
+    other = EngineHandle(log_level="WARNING", boot_timeout=TIMEOUT, threads=1)
+    segment = shm.name("deepseek-raw")
+    try:
+        await other.spawn()
+        options = {"model_path": str(raw), "max_new_tokens": 20, "cache_dir": str(tmp_path / "cache")}
+        await other.request(p.Load(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
+        answer = await other.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)
+    finally:
+        await other.kill()
+        unlink_segment(segment)
+    assert answer["usage"]["completion_tokens"] > 0
+    assert {k: answer[k] for k in ("raw_text", "text", "usage")} == {
+        k: expected[k] for k in ("raw_text", "text", "usage")
+    }
+    assert list((tmp_path / "cache" / MODEL).glob("*/model.safetensors"))
+
+
 async def test_bad_requests_fail_alone_in_a_batch(engine: EngineHandle) -> None:
     good, _ = REQUESTS[0]
     options = [{"prompt_type": "find", "find_term": "<image>"}, {"prompt_type": "free"}, {"prompt_type": "free"}]

@@ -7,6 +7,8 @@ logits processor *before* the adapter's own ones: the scripted token scores 10, 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 from pathlib import Path
@@ -19,9 +21,9 @@ from transformers import DeepseekOcr2ForConditionalGeneration, LogitsProcessor, 
 
 from engine.models.base import BadInput
 from engine.models.deepseek_ocr2 import DeepseekOcr2Adapter
-from engine.models.deepseek_ocr2.batch import PreparedRequest, token_groups
-from engine.models.deepseek_ocr2.ngram import NoRepeatNGram
-from engine.models.deepseek_ocr2.repetition import cut_repetition, periodic_rows, repeating_period
+from engine.models.vlm.batch import PreparedRequest, token_groups
+from engine.models.vlm.ngram import NoRepeatNGram
+from engine.models.vlm.repetition import cut_repetition, periodic_rows, repeating_period
 from tests.tiny_deepseek import build_tiny
 
 CPU = torch.device("cpu")
@@ -207,8 +209,12 @@ def test_document_output_gets_upstreams_post_processing(tiny: Path, monkeypatch:
     result = adapter.infer(module, page(999, 999), {"prompt_type": "document"}, CPU)
     assert result["finish_reason"] == "stop"
     # the tiny tokenizer decodes with spaces between tokens: compare words
-    assert result["text"].split() == ["![](figure-0)", "x", ":=", "y", "</s>", "y", "=:", "x"]
+    assert result["text"].split() == ["![](figure-0.png)", "x", ":=", "y", "</s>", "y", "=:", "x"]
     assert result["boxes"][0] == {"label": "image", "box": [0, 0, 499, 499], "figure": 0}
+    (figure,) = result["figures"]  # the image span's crop, linked from the text by its id
+    assert figure["id"] == "figure-0.png" and figure["box"] == [0, 0, 499, 499]
+    crop = Image.open(io.BytesIO(base64.b64decode(figure["png_base64"])))
+    assert crop.format == "PNG" and crop.size == (499, 499)
     assert "</s>" in result["raw_text"] and "\\coloneqq" in result["raw_text"]  # raw_text: the model's own
 
 
@@ -314,7 +320,7 @@ def test_periodic_tails_and_cuts() -> None:
 
 def test_token_budget_splits_a_batch_into_groups_that_fit() -> None:
     def request(prompt: int, limit: int) -> PreparedRequest:
-        return PreparedRequest(None, torch.zeros(prompt, dtype=torch.long), None, None, limit, 90, 1, 1)  # type: ignore[arg-type]
+        return PreparedRequest(None, {"input_ids": torch.zeros(1, prompt, dtype=torch.long)}, limit, 90, 1, 1)  # type: ignore[arg-type]
 
     reqs = [request(100, 100), request(100, 100), request(300, 100), request(50, 1000), request(10, 10)]
     # two rows of 200 fit 400; the third widens every row to 400; the fourth alone is 1050

@@ -87,7 +87,7 @@ FIGURE_PAGE = (
 def test_document_figures_become_placeholders_with_their_boxes() -> None:
     g = parse_grounding(FIGURE_PAGE, 999, 999, keep_labels=False)
     assert g.text == (
-        "# Results\n\n![](figure-0)\n\nLet $f := g$ and $h =: k$.\n\n![](figure-1)\n\nStrike <s>this</s> out."
+        "# Results\n\n![](figure-0.png)\n\nLet $f := g$ and $h =: k$.\n\n![](figure-1.png)\n\nStrike <s>this</s> out."
     )
     figures = [b for b in g.boxes if b["label"] == "image"]
     assert figures == [

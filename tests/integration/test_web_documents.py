@@ -274,7 +274,7 @@ async def test_in_a_browser_a_figure_placeholder_shows_the_part_its_box_covers()
                 ctx.fillStyle = '#f00'; ctx.fillRect(0, 0, 100, 100);
                 ctx.fillStyle = '#00f'; ctx.fillRect(100, 0, 100, 100);
                 window.figureRoot = document.createElement('div');
-                window.figureRoot.append(m.renderMarkdown('Before\\n\\n![](figure-0)\\n\\n![](figure-3)'));
+                window.figureRoot.append(m.renderMarkdown('Before\\n\\n![](figure-0.png)\\n\\n![](figure-3)'));
                 m.fillFigures(window.figureRoot, [{label: 'image', box: [100, 0, 200, 100]}],
                               page.toDataURL('image/png'), {w: 200, h: 100});
             })""")

@@ -3,14 +3,15 @@
 The model writes ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2], ...]<|/det|>``, coordinates in a
 0-999 space over the whole image. Upstream scales them with ``int(x / 999 * image_width)``
 (deepseek-ai/DeepSeek-OCR-2, ``DeepSeek-OCR2-vllm/run_dpsk_ocr2_image.py``, ``draw_bounding_boxes``);
-so do we.
+so does the shared ``vlm.boxes.parse_boxes``.
 
 What happens to a span in ``text``:
 
 - document mode (``keep_labels=False``): the label is a layout class (``title``, ``text``,
   ``table``, ``image``...) and the content follows the span. As upstream writes ``result.mmd``: an
-  ``image`` span becomes a figure placeholder (upstream ``![](images/N.jpg)``, here
-  ``![](figure-N)``, N counting the page's figures from 0, the box in ``boxes``), every other span
+  ``image`` span becomes a figure link (upstream ``![](images/N.jpg)``, here ``![](figure-N.png)``,
+  N counting the page's figures from 0; its box in ``boxes`` and its crop in the result's
+  ``figures``, see ``engine/figures.py``), every other span
   goes, ``\\coloneqq`` / ``\\eqqcolon`` become ``:=`` / ``=:``, and runs of blank lines shrink to
   one (upstream's PDF script does this with two ``replace`` calls that miss runs of 6+ newlines);
 - other modes (``keep_labels=True``): the label *is* the content (OCR with grounding writes each
@@ -30,14 +31,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.figures import figure_link
+
+from ..vlm.boxes import parse_boxes
+
+__all__ = ["Grounded", "document_text", "parse_boxes", "parse_grounding"]
+
 COORD_MAX = 999
 FIGURE_LABEL = "image"
 LATEX_MACROS = (("\\coloneqq", ":="), ("\\eqqcolon", "=:"))
 _SPAN = re.compile(r"<\|ref\|>(.*?)<\|/ref\|>\s*<\|det\|>(.*?)(?:<\|/det\|>|$)", re.DOTALL)
 _DET_ONLY = re.compile(r"<\|det\|>(.*?)(?:<\|/det\|>|$)", re.DOTALL)
 _TAGS = re.compile(r"<\|/?(?:ref|det|grounding)\|>")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_GROUP = re.compile(r"\[([^\[\]]*)\]")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -46,25 +51,6 @@ class Grounded:
     text: str
     boxes: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _scale(value: float, size: int) -> int:
-    return int(min(max(value, 0), COORD_MAX) / COORD_MAX * size)
-
-
-def parse_boxes(det: str, width: int, height: int) -> list[list[int]]:
-    """``[[x1, y1, x2, y2], ...]`` in 0-999 -> pixel boxes; groups that are not 4 numbers are skipped."""
-    groups = _GROUP.findall(det) or [det]
-    boxes = []
-    for group in groups:
-        numbers = [float(n) for n in _NUMBER.findall(group)]
-        if len(numbers) != 4:
-            continue
-        x1, y1, x2, y2 = numbers
-        x1, x2 = sorted((_scale(x1, width), _scale(x2, width)))
-        y1, y2 = sorted((_scale(y1, height), _scale(y2, height)))
-        boxes.append([x1, y1, x2, y2])
-    return boxes
 
 
 def document_text(text: str) -> str:
@@ -90,15 +76,15 @@ def parse_grounding(raw: str, width: int, height: int, keep_labels: bool = True)
         figure = None
         if not keep_labels and label == FIGURE_LABEL:
             figure = figures
-            pieces.append(f"![](figure-{figure})\n")
+            pieces.append(f"{figure_link(figure)}\n")
             figures += 1
         cursor = span.end()
         following = raw[cursor : spans[i + 1].start() if i + 1 < len(spans) else len(raw)]
         line_text = label if keep_labels else _TAGS.sub("", _DET_ONLY.sub("", following)).strip()
-        for x1, y1, x2, y2 in parse_boxes(span.group(2), width, height):
+        for x1, y1, x2, y2 in parse_boxes(span.group(2), width, height, COORD_MAX):
             box: dict[str, Any] = {"label": label, "box": [x1, y1, x2, y2]}
             if figure is not None:
-                box["figure"] = figure  # the N of its ![](figure-N)
+                box["figure"] = figure  # the N of its ![](figure-N.png)
             boxes.append(box)
             lines.append({"text": line_text, "box": [[x1, y1], [x2, y1], [x2, y2], [x1, y2]], "score": None})
     pieces.append(raw[cursor:])

@@ -1,21 +1,20 @@
 """Prompt types -> DeepSeek-OCR prompts (the upstream README's), and the request options they use.
 
-Options arrive as HTTP form fields, so every value may be a string: ``grounding`` accepts
-``true/false/1/0/yes/no/on/off`` as well as booleans.
-
-Text from the client must not smuggle the model's control tokens into the prompt (an ``<image>``
-in ``find_term`` would ask for a second image; an end token would end the prompt): a field that
-holds one is refused with a 400 that names it. A custom prompt may start with ``<image>`` and
-``<|grounding|>`` (upstream's prompts do) and may use ``<|ref|>...<|/ref|>`` (upstream's locate
-prompt), nothing else.
+Client text is checked as every VLM's is (``vlm.prompts``): no control token. A custom prompt
+may start with ``<image>`` and ``<|grounding|>`` (upstream's prompts do) and may use
+``<|ref|>...<|/ref|>`` (upstream's locate prompt), nothing else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ipc.catalog import MODELS
+
 from ..base import BadInput, Unsupported
+from ..vlm.prompts import Prompt, check_text, parse_bool, required_text
+
+__all__ = ["PROMPTS", "PROMPT_TYPES", "DeepseekPrompt", "build_prompt", "labels_are_content", "parse_bool"]
 
 IMAGE = "<image>"
 GROUNDING = "<|grounding|>"
@@ -34,38 +33,18 @@ PROMPTS: dict[str, tuple[str, bool]] = {
     "freeform": ("{custom}", False),
 }
 PROMPT_TYPES = tuple(PROMPTS)
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
+DEFAULT_PROMPT_TYPE = MODELS["deepseek-ocr-2"].default_prompt_type
 
 
-@dataclass(frozen=True)
-class Prompt:
-    prompt_type: str
-    text: str
-    grounding: bool
+def labels_are_content(prompt_type: str) -> bool:
+    """Whether ``<|ref|>`` labels are content (all but ``document``; see ``grounding``)."""
+    return prompt_type != "document"
 
+
+class DeepseekPrompt(Prompt):
     @property
     def keep_labels(self) -> bool:
-        """Whether ``<|ref|>`` labels are content (see ``grounding``)."""
-        return self.prompt_type != "document"
-
-
-def parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadInput(f"option {name!r} must be true or false, not {value!r}")
-
-
-def check_text(name: str, value: str, forbidden: tuple[str, ...]) -> None:
-    """BadInput naming the first control token ``value`` holds."""
-    for token in forbidden:
-        if token and token in value:
-            raise BadInput(f"{name!r} must not contain the model's special token {token!r}")
+        return labels_are_content(self.prompt_type)
 
 
 def _custom_instruction(custom: str, forbidden: tuple[str, ...]) -> tuple[str, bool]:
@@ -80,12 +59,12 @@ def _custom_instruction(custom: str, forbidden: tuple[str, ...]) -> tuple[str, b
     return text, grounding
 
 
-def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -> Prompt:
-    """The prompt for a request's ``prompt_type`` (default ``ocr``) and its options.
+def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -> DeepseekPrompt:
+    """The prompt for a request's ``prompt_type`` (default: the catalog's, ``document``) and its options.
 
     ``forbidden``: the tokens client text may not hold (the adapter adds its tokenizer's specials).
     """
-    prompt_type = str(options.get("prompt_type") or "ocr")
+    prompt_type = str(options.get("prompt_type") or DEFAULT_PROMPT_TYPE)
     if prompt_type not in PROMPTS:
         raise Unsupported(f"unknown prompt_type {prompt_type!r} for deepseek-ocr-2; known: {', '.join(PROMPT_TYPES)}")
     instruction, default_grounding = PROMPTS[prompt_type]
@@ -93,10 +72,7 @@ def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -
     if options.get("grounding") is not None:
         grounding = parse_bool("grounding", options["grounding"])
     if prompt_type == "find":
-        term = str(options.get("find_term") or "").strip()
-        if not term:
-            raise BadInput("prompt_type 'find' needs a non-empty 'find_term' (what to locate)")
-        check_text("find_term", term, forbidden)
+        term = required_text(options, "find_term", prompt_type, "what to locate", forbidden)
         instruction = instruction.format(term=term)
     elif prompt_type == "freeform":
         custom = str(options.get("custom_prompt") or "").strip()
@@ -108,4 +84,4 @@ def build_prompt(options: dict[str, Any], forbidden: tuple[str, ...] = MARKUP) -
         if options.get("grounding") is None:
             grounding = has_grounding
     text = f"{IMAGE}\n{GROUNDING if grounding else ''}{instruction}"
-    return Prompt(prompt_type, text, grounding)
+    return DeepseekPrompt(prompt_type, text, grounding)

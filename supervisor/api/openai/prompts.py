@@ -2,7 +2,8 @@
 
 Clients of vLLM's DeepSeek-OCR recipe send the upstream prompt strings (``<image>\\nFree OCR.``,
 ``<image>\\n<|grounding|>Convert the document to markdown.``...), with or without ``<image>``: each
-maps to its prompt type. Other text is a free-form prompt for a model that takes one (the others
+maps to its prompt type, and so do GLM-OCR's and PaddleOCR-VL's task prompts (``Table Recognition:``...)
+for a model that has that type. Other text is a free-form prompt for a model that takes one (the others
 read the text of the image, as with no text at all).
 """
 
@@ -24,6 +25,16 @@ INSTRUCTIONS = {
     "parse the figure.": "figure",
     "describe this image in detail.": "describe",
 }
+# GLM-OCR's and PaddleOCR-VL's task prompts (their model cards): the prompt type, for a model that has it
+TASKS = {
+    "ocr:": "free",
+    "text recognition:": "free",
+    "table recognition:": "table",
+    "formula recognition:": "formula",
+    "chart recognition:": "chart",
+    "seal recognition:": "seal",
+    "spotting:": "ocr",
+}
 LOCATE = re.compile(r"locate\s*<\|ref\|>(?P<term>.+?)<\|/ref\|>\s*in the image\.?", re.IGNORECASE | re.DOTALL)
 PLAIN = "free"  # no text: plain OCR
 
@@ -38,6 +49,8 @@ def options_for(model: str, text: str) -> dict[str, Any]:
         options = {"prompt_type": PLAIN}
     elif instruction.lower() in INSTRUCTIONS:
         options = {"prompt_type": INSTRUCTIONS[instruction.lower()]}
+    elif info is not None and TASKS.get(instruction.lower()) in info.prompt_types:
+        options = {"prompt_type": TASKS[instruction.lower()]}
     elif match := LOCATE.fullmatch(instruction):
         options = {"prompt_type": "find", "find_term": match["term"].strip()}
     elif info is not None and info.custom_prompt:

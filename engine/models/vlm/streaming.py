@@ -7,6 +7,8 @@ for a moment later: streaming adds no device sync of its own. Decoding happens o
 
 What is streamed is the model's raw text (grounding tags included) up to the row's stop token; the
 final reply is authoritative: it may cut a loop that was streamed before the loop stop saw it.
+A row ends at the first of its stop ids (a model may have several: an end-of-text and an
+end-of-turn token).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ _MAX_PENDING = 64
 
 class RowTextStreamer(BaseStreamer):
     def __init__(
-        self, tokenizer, rows: int, on_partial: Callable[[int, str], None], eos: int, skip_ids: set[int]
+        self, tokenizer, rows: int, on_partial: Callable[[int, str], None], stop_ids: set[int], skip_ids: set[int]
     ) -> None:
         self.tokenizer = tokenizer
         self.on_partial = on_partial
-        self.eos = eos
+        self.stop_ids = stop_ids
         self.skip_ids = skip_ids  # padding (also what follows a per-row stop) and start tokens: no text
         self.prompt_seen = False
         self.pending: list[list[int]] = [[] for _ in range(rows)]
@@ -40,7 +42,7 @@ class RowTextStreamer(BaseStreamer):
         for row, token in enumerate(value.reshape(-1).tolist()):
             if self.done[row]:
                 continue
-            if token == self.eos:
+            if token in self.stop_ids:
                 self.done[row] = True
             elif token not in self.skip_ids:
                 self._add(row, token)
