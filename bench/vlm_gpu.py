@@ -98,7 +98,7 @@ def main() -> None:
     cuda_or_exit(args.device)
     models = [m.strip().removesuffix(tiny_models.TINY) for m in args.models.split(",") if m.strip()]
     work = tempfile.TemporaryDirectory(prefix="dsocr-vlm-gpu-")
-    cmd = [sys.executable, "-m", "supervisor.cli", "serve", "--host", "127.0.0.1", "--device", args.device,
+    cmd = [sys.executable, "-m", "supervisor.cli.main", "serve", "--host", "127.0.0.1", "--device", args.device,
            "--max-batch", "8", "--idle-timeout", "0", "--log-level", "WARNING"]  # fmt: skip
     for model in models:
         folder = tiny_models.build(model, Path(work.name) / model)

@@ -15,18 +15,18 @@ from typing import Any
 from aiohttp import web
 
 from ipc.catalog import default_prompt_type, model_info
-from supervisor import readiness
-from supervisor.body_budget import expect_continue
-from supervisor.documents import read_pages
-from supervisor.errors import ClientError
-from supervisor.forms import read_form, upstream_fields
-from supervisor.gpus import process_gpu_bytes
-from supervisor.lifecycle import ModelLifecycle, QueueFull
-from supervisor.ocr_documents import document_response, requested_output
-from supervisor.request_log import log_ocr
-from supervisor.responses import json_response
-from supervisor.results import pdf_body, result_body
-from supervisor.service import SERVICE, Service
+from supervisor.api.forms import read_form, upstream_fields
+from supervisor.api.shared import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
+from supervisor.core.gpus import process_gpu_bytes
+from supervisor.core.lifecycle import ModelLifecycle
+from supervisor.core.service import SERVICE, Service
+from supervisor.documents.formats import document_response, requested_output
+from supervisor.documents.pages import read_pages
+from supervisor.documents.results import pdf_body, result_body
+from supervisor.http import readiness
+from supervisor.http.body_budget import expect_continue
+from supervisor.http.request_log import log_ocr
+from supervisor.http.responses import json_response
 
 log = logging.getLogger("dsocr.supervisor")
 
