@@ -3,7 +3,9 @@
 ``{model, document: {type: document_url | image_url, ...}, pages?, include_image_base64?}`` ->
 ``{pages: [{index, markdown, images, dimensions: {dpi, height, width}, boxes}], model, usage_info}``.
 Page indexes are 0-based as in Mistral's API; ``boxes`` (ours, in pixels of the rendered page) is
-an extra field per page. No images are cut out of pages, so ``images`` is always empty.
+an extra field per page. ``images`` holds the result's ``figures`` (``engine/figures.py``) in
+Mistral's shape, ``id`` as the page's markdown links it; ``image_base64`` (a PNG data URL) only
+with ``include_image_base64``.
 """
 
 from __future__ import annotations
@@ -70,11 +72,27 @@ def _document_url(document: Any) -> Any:
     raise ClientError(400, "'document.type' must be 'document_url' or 'image_url'")
 
 
-def _page(index: int, result: dict[str, Any], width: int, height: int, dpi: int) -> dict[str, Any]:
+def _images(result: dict[str, Any], with_base64: bool) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": figure["id"],
+            "top_left_x": figure["box"][0],
+            "top_left_y": figure["box"][1],
+            "bottom_right_x": figure["box"][2],
+            "bottom_right_y": figure["box"][3],
+            "image_base64": f"data:image/png;base64,{figure['png_base64']}" if with_base64 else None,
+        }
+        for figure in result.get("figures") or []
+    ]
+
+
+def _page(
+    index: int, result: dict[str, Any], width: int, height: int, dpi: int, with_base64: bool = False
+) -> dict[str, Any]:
     return {
         "index": index,
         "markdown": str(result.get("text", "")),
-        "images": [],
+        "images": _images(result, with_base64),
         "dimensions": {"dpi": dpi, "height": height, "width": width},
         "boxes": result.get("boxes", []),
     }
@@ -95,7 +113,7 @@ async def ocr(request: web.Request) -> web.Response:
     options = {"prompt_type": "document"}
     t0 = time.perf_counter()
     out = [
-        _page(p.number - 1, p.result, p.width, p.height, dpi)
+        _page(p.number - 1, p.result, p.width, p.height, dpi, body.get("include_image_base64") is True)
         async for p in read_pages(lc, service.settings, data, options, pages=pages, keep_alive=keep_alive)
     ]
     log_ocr(lc.model, len(out), time.perf_counter() - t0, 200, request["request_id"])

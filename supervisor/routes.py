@@ -33,7 +33,7 @@ log = logging.getLogger("dsocr.supervisor")
 WEB_DIR = Path(__file__).parent / "web"
 _GIB = 2**30
 # text fields of /ocr passed to the model as options
-OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding", "max_tokens")
+OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding", "max_tokens", "layout")
 
 
 def lifecycle_for(service: Service, model: str | None) -> ModelLifecycle:

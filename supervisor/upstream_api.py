@@ -21,6 +21,7 @@ from supervisor.body_budget import expect_continue
 from supervisor.documents import read_pages
 from supervisor.errors import ClientError
 from supervisor.forms import read_form, upstream_fields
+from supervisor.markdown_pages import join_pages
 from supervisor.ocr_documents import document_response, requested_output
 from supervisor.pdf import PdfPages, is_pdf
 from supervisor.request_log import log_ocr
@@ -30,8 +31,6 @@ from supervisor.routes import OPTION_FIELDS, admit, lifecycle_for, parse_keep_al
 from supervisor.service import SERVICE
 
 
-def merged_text(pages: list[dict[str, Any]]) -> str:
-    return "\n\n".join(f"--- Page {p['page']} ---\n{p['text']}" for p in pages)
 
 
 async def ocr_pdf(request: web.Request) -> web.Response:
@@ -62,7 +61,7 @@ async def ocr_pdf(request: web.Request) -> web.Response:
         "filename": form.filename,
         "page_count": len(pages),
         "pages": pages,
-        "merged_text": merged_text(pages),
+        "merged_text": join_pages([{**p.result, "page": p.number} for p in read]),
         "prompt_type": options["prompt_type"],
         "metadata": {"model": lc.model, "device": service.device, "size_bytes": len(form.data),
                      "request_id": request["request_id"], "seconds": round(seconds, 3)},

@@ -300,7 +300,9 @@ function renderDocument(item) {
     if (!page) continue;
     if (numbers.length > 1) parts.push(el("p", { className: "page-mark", textContent: `Page ${n}` }));
     const fragment = renderMarkdown(page.text);
-    fillFigures(fragment, page.boxes || [], pageImageUrl(item, n), page.image_dims);
+    // the result's figure crops (ppocr's figure regions) by their box, cut from the page shown
+    const figures = (page.figures || []).map((f, i) => ({ box: f.box, figure: i }));
+    fillFigures(fragment, [...figures, ...(page.boxes || [])], pageImageUrl(item, n), page.image_dims);
     parts.push(fragment);
   }
   els.doc.replaceChildren(...parts);
