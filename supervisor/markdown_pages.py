@@ -61,10 +61,10 @@ def split_tables(pages: list[dict[str, Any]]) -> list[tuple[bool, bool]]:
     found = [(False, False) for _ in pages]
     for k in range(len(pages) - 1):
         ends, starts = _body(pages[k].get("regions") or []), _body(pages[k + 1].get("regions") or [])
-        if ends and starts and ends[-1]["type"] == starts[0]["type"] == "table":
-            if _columns(ends[-1]) == _columns(starts[0]):
-                found[k] = (True, found[k][1])
-                found[k + 1] = (found[k + 1][0], True)
+        table = ends and starts and ends[-1]["type"] == starts[0]["type"] == "table"
+        if table and _columns(ends[-1]) == _columns(starts[0]):
+            found[k] = (True, found[k][1])
+            found[k + 1] = (found[k + 1][0], True)
     return found
 
 

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import io
 import time
-from typing import Any
 
 from aiohttp import web
 from PIL import Image
@@ -29,8 +28,6 @@ from supervisor.responses import json_response
 from supervisor.results import pdf_body
 from supervisor.routes import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
 from supervisor.service import SERVICE
-
-
 
 
 async def ocr_pdf(request: web.Request) -> web.Response:
