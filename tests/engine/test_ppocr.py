@@ -140,7 +140,7 @@ def test_reads_a_scanned_page_well(adapter: PPOCRAdapter, module: PPOCRModule) -
 
 
 def test_result_shape(adapter: PPOCRAdapter, module: PPOCRModule) -> None:
-    result = read(adapter, module, render(SERIF, "DejaVuSerif.ttf"), prompt_type="document")
+    result = read(adapter, module, render(SERIF, "DejaVuSerif.ttf"), prompt_type="ocr")
     assert [line["text"] for line in result["lines"]] == SERIF
     assert [line["block"] for line in result["lines"]] == [0, 0, 0] and result["rotation"] == 0
     for line, box in zip(result["lines"], result["boxes"]):
