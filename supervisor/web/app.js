@@ -184,10 +184,19 @@ function showItem() {
     showNoPreview(item.pdf ? item.thumbsNote || "PDF document" : "No preview for this file");
   }
   const page = pageResult(item, item.pdf ? view.page : 1);
-  const boxes = ((page && page.boxes) || []).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
+  const boxes = pageBoxes(page).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
   layer.set(boxes, (page && page.image_dims && page.image_dims.w > 0 && page.image_dims.h > 0) ? page.image_dims : dims);
   els.boxesSwitch.hidden = boxes.length === 0;
   showResult();
+}
+
+// a page read with its layout (ppocr's `regions`) shows its regions, labelled with their type;
+// other answers their boxes (lines, grounding spans)
+function pageBoxes(page) {
+  if (page && Array.isArray(page.regions) && page.regions.length) {
+    return page.regions.map((r) => ({ box: r.box, label: r.text ? `${r.type}: ${r.text}` : r.type }));
+  }
+  return (page && page.boxes) || [];
 }
 
 function showNoPreview(text) {
