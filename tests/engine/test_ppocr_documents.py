@@ -147,3 +147,22 @@ def test_a_cell_across_two_columns_gets_a_colspan() -> None:
     assert table is not None and (table.rows, table.columns) == (3, 3)
     assert table.matrix() == [["Name", "Low", "High"], ["Mill", "closed", ""], ["Lock", "3", "9"]]
     assert '<td colspan="2">closed</td>' in html(table)
+
+
+def test_a_restore_builds_the_layout_net_from_the_segments_tensors_alone(module, page, monkeypatch) -> None:
+    import builtins
+
+    adapter, bound = module
+    state = {key: value for path in adapter.weight_files() for key, value in load_file(path).items()}
+    real_open = builtins.open
+
+    def no_model_files(file, *args, **kwargs):
+        assert not str(file).endswith((".onnx", ".safetensors")), f"a restore read {file}"
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_model_files)
+    restored = adapter.build_skeleton()
+    restored.load_state_dict(state, assign=True, strict=True)
+    adapter.after_bind(restored, CPU)  # the adapter keeps the three graphs; the layout's is a tensor
+    assert isinstance(restored, PPOCRModule) and restored.layout_net is not None
+    assert restored.layout_net.regions(page) == bound.layout_net.regions(page)
