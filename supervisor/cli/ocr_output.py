@@ -8,17 +8,20 @@ from typing import Any
 
 import orjson
 
+from supervisor.documents.markdown_pages import join_pages
+
 FORMATS = ("text", "md", "json", "hocr", "alto", "pdf")
 DOCUMENTS = ("hocr", "alto", "pdf")  # written by ``supervisor.documents.formats``, as bytes
 SUFFIXES = {"text": ".txt", "md": ".md", "json": ".json", "hocr": ".hocr", "alto": ".alto.xml", "pdf": ".pdf"}
 
 
 def page_text(result: dict[str, Any]) -> str:
-    """The text, a PDF's pages each under ``--- Page N ---`` (the upstream tools' marker)."""
+    """The text, a PDF's pages each under ``--- Page N ---`` (the upstream tools' marker), as one
+    markdown document (``supervisor.documents.markdown_pages``)."""
     pages = result.get("pages")
     if not isinstance(pages, list):
         return result.get("text", "")
-    return "\n\n".join(f"--- Page {page['page']} ---\n{page.get('text', '')}" for page in pages)
+    return join_pages(pages)
 
 
 def render(path: Path, result: dict[str, Any], fmt: str, indent: bool = False) -> str:

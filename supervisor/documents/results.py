@@ -2,8 +2,10 @@
 
 Besides text, lines and boxes, a result may carry ``figures`` (PNG crops, shape in
 ``engine/figures.py``) and ``regions`` (layout regions: ``{"type", "box": [x1, y1, x2, y2], "score",
-"text", "lines": [indices into lines], "html"?, "figure"?}``, ``type`` one of title, text, figure,
-figure_caption, table, table_caption, header, footer, reference, equation). Both pass through
+"text", "lines": [indices into lines], "html"?, "cells"?, "figure"?, "level"?, "size"?}``, ``type``
+one of title, text, figure, figure_caption, table, table_caption, header, footer, reference,
+equation; a table's ``cells`` (rows of texts) and ``html``, a title's heading ``level`` and type
+``size`` against the body's, which ``markdown_pages`` levels a PDF's headings by). Both pass through
 unchanged for one image; a PDF's pages keep their own, and the merged answer's figure ids and
 links carry the page (``page-P-figure-N.png``) so one markdown document links each once.
 """

@@ -192,10 +192,19 @@ function showItem() {
     showNoPreview(item.pdf ? item.thumbsNote || "PDF document" : "No preview for this file");
   }
   const page = pageResult(item, item.pdf ? view.page : 1);
-  const boxes = ((page && page.boxes) || []).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
+  const boxes = pageBoxes(page).filter((b) => Array.isArray(b.box) && b.box.length === 4 && b.box.every(Number.isFinite));
   layer.set(boxes, (page && page.image_dims && page.image_dims.w > 0 && page.image_dims.h > 0) ? page.image_dims : dims);
   els.boxesSwitch.hidden = boxes.length === 0;
   showResult();
+}
+
+// a page read with its layout (ppocr's `regions`) shows its regions, labelled with their type;
+// other answers their boxes (lines, grounding spans)
+function pageBoxes(page) {
+  if (page && Array.isArray(page.regions) && page.regions.length) {
+    return page.regions.map((r) => ({ box: r.box, label: r.text ? `${r.type}: ${r.text}` : r.type }));
+  }
+  return (page && page.boxes) || [];
 }
 
 function showNoPreview(text) {
@@ -310,7 +319,9 @@ function renderDocument(item) {
     if (!page) continue;
     if (numbers.length > 1) parts.push(el("p", { className: "page-mark", textContent: `Page ${n}` }));
     const fragment = renderMarkdown(page.text);
-    fillFigures(fragment, page.boxes || [], pageImageUrl(item, n), page.image_dims);
+    // the result's figure crops (ppocr's figure regions) by their box, cut from the page shown
+    const figures = (page.figures || []).map((f, i) => ({ box: f.box, figure: i }));
+    fillFigures(fragment, [...figures, ...(page.boxes || [])], pageImageUrl(item, n), page.image_dims);
     parts.push(fragment);
   }
   els.doc.replaceChildren(...parts);

@@ -31,7 +31,7 @@ const math = {
   },
 };
 
-const FIGURE = /^figure-(\d+)(?:\.png)?$/;
+const FIGURE = /^figure-(\d+)(?:\.png)?$/; // DeepSeek's `figure-N`, the result's `figures` ids `figure-N.png`
 
 const marked = new Marked({ gfm: true, breaks: false });
 marked.use({

@@ -47,7 +47,7 @@ def test_chat_completion_reads_a_base64_image_plain_and_streamed(server: Server,
     messages = image_message(data_url(page_png), "<image>\nFree OCR.")
     answer = client(server).chat.completions.create(model="ppocr", messages=messages, temperature=0, max_tokens=512)
     text = answer.choices[0].message.content
-    assert text.splitlines() == LINES
+    assert text == " ".join(LINES)  # free: ppocr joins a block's lines into a paragraph
     assert answer.choices[0].finish_reason == "stop" and answer.object == "chat.completion"
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens > 0
 
@@ -66,13 +66,17 @@ def test_chat_completion_reads_a_base64_image_plain_and_streamed(server: Server,
 def test_upstream_prompt_strings_and_no_text(server: Server, page_png: bytes) -> None:
     for text in ("<image>\n<|grounding|>Convert the document to markdown.", None, "What does it say?"):
         answer = client(server).chat.completions.create(model="ppocr", messages=image_message(data_url(page_png), text))
-        assert answer.choices[0].message.content.splitlines() == LINES, text
+        # free (paragraphs) or document (markdown: the first line in large type may be a heading)
+        content = answer.choices[0].message.content
+        assert " ".join(line.lstrip("#").strip() for line in content.splitlines() if line.strip()) == " ".join(LINES), (
+            text
+        )
 
 
 def test_a_pdf_as_a_data_url_reads_every_page(server: Server, two_page_pdf: bytes) -> None:
     url = data_url(two_page_pdf, "application/pdf")
     answer = client(server).chat.completions.create(model="ppocr", messages=image_message(url))
-    assert answer.choices[0].message.content == "\n".join(LINES) + "\n\n" + SECOND_PAGE[0]
+    assert answer.choices[0].message.content == " ".join(LINES) + "\n\n" + SECOND_PAGE[0]
     stream = client(server).chat.completions.create(model="ppocr", messages=image_message(url), stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == answer.choices[0].message.content
 

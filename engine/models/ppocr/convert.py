@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .classifier import classifier_state
+from .layout_net import split_graph
 from .model import PPOCRModule
 from .onnx_graph import OnnxLayer, read_characters, read_layers
 
@@ -150,7 +151,15 @@ def convert(det_onnx: Path, rec_onnx: Path, cls_onnx: Path, out: Path) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
         raise ValueError(f"conversion left keys out: {missing} {unexpected}")
-    tensors = {key: value.contiguous() for key, value in module.state_dict().items()}
+    save_atomic({key: value.contiguous() for key, value in module.state_dict().items()}, out)
+
+
+def convert_layout(layout_onnx: Path, out: Path) -> None:
+    """Write the layout net's weights and weightless graph (``layout_net.split_graph``) at ``out``."""
+    save_atomic({f"layout.{k}": v.contiguous() for k, v in split_graph(layout_onnx).items()}, out)
+
+
+def save_atomic(tensors: dict[str, torch.Tensor], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
     os.close(fd)
