@@ -41,8 +41,9 @@ MODELS: dict[str, ModelInfo] = {
             option_choices=(("backend", ("auto", "onnxruntime", "torch")),),
             prompt_type_notes=(
                 ("ocr", "ppocr: the text line by line, in reading order, with a box for each line."),
-                ("free", "ppocr reads one way: Free OCR gives the same text and boxes as OCR."),
-                ("document", "ppocr: the same text as OCR, shown as Markdown (no headings or tables yet)."),
+                ("free", "ppocr: the text as paragraphs (lines of a block joined, hyphenation undone)."),
+                ("document", "ppocr: Markdown from the page's layout: headings, columns in order, tables, "
+                             "figure crops; page headers and footers left out."),
             ),
         ),
         ModelInfo(

@@ -33,12 +33,12 @@ async def test_run_line_loading_notice_batch_count_and_task_notes() -> None:
             await b.wait_for("document.querySelector('.model .badge')?.textContent === 'unloaded'")
             assert await b.js(RUN_STATE) == "Choose files to start."
 
-            # ppocr's tasks read alike: the line under the task list says what each gives
+            # the line under the task list says what each of ppocr's tasks gives
             assert "line by line" in await b.wait_for(TASK_NOTE)
             await b.js(
                 "(s => { s.value = 'free'; s.dispatchEvent(new Event('change')); })(document.getElementById('prompt-type'))"
             )
-            assert "same text and boxes as OCR" in await b.js(TASK_NOTE)
+            assert "paragraphs" in await b.js(TASK_NOTE)
             await b.js(
                 "(s => { s.value = 'ocr'; s.dispatchEvent(new Event('change')); })(document.getElementById('prompt-type'))"
             )
