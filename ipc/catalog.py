@@ -42,8 +42,11 @@ MODELS: dict[str, ModelInfo] = {
             prompt_type_notes=(
                 ("ocr", "ppocr: the text line by line, in reading order, with a box for each line."),
                 ("free", "ppocr: the text as paragraphs (lines of a block joined, hyphenation undone)."),
-                ("document", "ppocr: Markdown from the page's layout: headings, columns in order, tables, "
-                             "figure crops; page headers and footers left out."),
+                (
+                    "document",
+                    "ppocr: Markdown from the page's layout: headings, columns in order, tables, "
+                    "figure crops; page headers and footers left out.",
+                ),
             ),
         ),
         ModelInfo(
