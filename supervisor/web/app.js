@@ -2,7 +2,9 @@
 // finishes), each shown with its boxes; PDFs as pages (thumbnails from /pdf-to-images); markdown
 // shown as a document. Plain ES modules, no build step; results live in this tab only.
 
-import { $, downloadBlob, el, fillFacts, flash, fmtBytes, fmtSeconds } from "./format.js";
+import { $, el, fillFacts, fmtBytes, fmtSeconds } from "./format.js";
+import { wireDrop } from "./drop.js";
+import { copyText, downloadAll, downloadJson, downloadText } from "./exports.js";
 import { api, errorNode, readJson, readLines, responseError, wireKey } from "./api.js";
 import { BoxLayer } from "./boxes.js";
 import { fillFigures, renderMarkdown } from "./document.js";
@@ -419,59 +421,6 @@ function setRunState(text) {
   els.runState.textContent = text;
 }
 
-// -- copy and download --------------------------------------------------------------------------
-
-function baseName(item) {
-  return (item.name || "result").replace(/\.[^.]+$/, "") || "result";
-}
-
-function isMarkdown(item) {
-  return Boolean(item.fields && item.fields.prompt_type === "document");
-}
-
-function itemJson(item) {
-  return { file: item.name, ...(item.done || {}), pages: item.pages.filter(Boolean) };
-}
-
-function wholeText(item) {
-  const pages = item.pages.filter(Boolean);
-  if (!item.pdf || pages.length <= 1) return (pages[0] || {}).text || "";
-  return pages.map((p) => `--- Page ${p.page} ---\n${p.text}`).join("\n\n");
-}
-
-async function copyText() {
-  const text = view.item ? scopeText(view.item) : "";
-  try {
-    await navigator.clipboard.writeText(text);
-    flash(els.copy, "Copied ✓");
-  } catch {
-    // the clipboard API needs a secure context; plain http on the LAN falls back to a selection
-    const target = els.text.hidden ? els.doc : els.text;
-    const range = document.createRange();
-    range.selectNodeContents(target);
-    const selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-    flash(els.copy, document.execCommand("copy") ? "Copied ✓" : "Press Ctrl+C");
-  }
-}
-
-function downloadText() {
-  const item = view.item;
-  const suffix = view.scope === "all" ? "" : `-page-${view.scope}`;
-  downloadBlob(`${baseName(item)}${suffix}.${isMarkdown(item) ? "md" : "txt"}`, scopeText(item), "text/plain;charset=utf-8");
-}
-
-function downloadAll(kind) {
-  const done = queue.filter((item) => item.state === "done");
-  if (kind === "json") {
-    downloadBlob("dsocr-results.json", JSON.stringify(done.map(itemJson), null, 2), "application/json");
-  } else {
-    const text = done.map((item) => `# ${item.name}\n\n${wholeText(item)}\n`).join("\n");
-    downloadBlob("dsocr-results.md", text, "text/markdown;charset=utf-8");
-  }
-}
-
 // -- wiring ---------------------------------------------------------------------------------------
 
 function wire() {
@@ -498,36 +447,13 @@ function wire() {
       showResult();
     });
   }
-  els.copy.addEventListener("click", copyText);
-  els.download.addEventListener("click", downloadText);
-  els.downloadJson.addEventListener("click", () => {
-    downloadBlob(`${baseName(view.item)}.json`, JSON.stringify(itemJson(view.item), null, 2), "application/json");
-  });
-  els.allJson.addEventListener("click", () => downloadAll("json"));
-  els.allMd.addEventListener("click", () => downloadAll("md"));
+  els.copy.addEventListener("click", () => copyText(view.item ? scopeText(view.item) : "", els.copy, els.text.hidden ? els.doc : els.text));
+  els.download.addEventListener("click", () => downloadText(view.item, view.scope, scopeText(view.item)));
+  els.downloadJson.addEventListener("click", () => downloadJson(view.item));
+  els.allJson.addEventListener("click", () => downloadAll(queue, "json"));
+  els.allMd.addEventListener("click", () => downloadAll(queue, "md"));
 
-  // drop anywhere on the page; a file dropped outside the zone must not navigate away
-  let depth = 0;
-  const dragging = (on) => {
-    els.drop.classList.toggle("dragging", on);
-    els.preview.classList.toggle("dragging", on);
-  };
-  document.addEventListener("dragenter", (event) => {
-    if (![...(event.dataTransfer?.types || [])].includes("Files")) return;
-    depth += 1;
-    dragging(true);
-  });
-  document.addEventListener("dragleave", () => {
-    depth = Math.max(0, depth - 1);
-    if (!depth) dragging(false);
-  });
-  document.addEventListener("dragover", (event) => event.preventDefault());
-  document.addEventListener("drop", (event) => {
-    event.preventDefault();
-    depth = 0;
-    dragging(false);
-    addFiles(event.dataTransfer?.files);
-  });
+  wireDrop(els.drop, els.preview, addFiles);
   document.addEventListener("paste", (event) => {
     addFiles([...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/") || isPdf(f)));
   });

@@ -252,3 +252,51 @@ async def test_in_a_browser_the_page_asks_for_the_api_key(tmp_path: Path) -> Non
             await b.wait_for(TEXT_SHOWN, timeout=120)
             errors = [e for e in b.errors if "401 (Unauthorized)" not in e]
             assert errors == [], errors
+
+
+# every download the page starts: the anchor's file name and its blob's text, captured as it is clicked
+CAPTURE_DOWNLOADS = """(() => { window.downloads = []; const blobs = new Map(); const make = URL.createObjectURL;
+    URL.createObjectURL = (blob) => { const url = make(blob); blobs.set(url, blob); return url; };
+    HTMLAnchorElement.prototype.click = function () {
+        const name = this.download;
+        window.downloads.push(blobs.get(this.href).text().then(text => ({ name, text })));
+    }; })()"""
+# a file dropped on the page (outside the drop zone), as a drag from the desktop delivers it
+DROP_SAMPLE = """(async () => { const canvas = Object.assign(document.createElement('canvas'), { width: 40, height: 20 });
+    const blob = await new Promise(done => canvas.toBlob(done, 'image/png'));
+    const data = new DataTransfer(); data.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+    document.body.dispatchEvent(new DragEvent('dragenter', { dataTransfer: data, bubbles: true }));
+    const dropped = new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });
+    document.body.dispatchEvent(dropped);
+    return dropped.defaultPrevented; })()"""
+
+
+async def test_in_a_browser_a_dropped_file_is_read_copied_and_downloaded() -> None:
+    with running_server() as server:
+        async with browser() as b:
+            await b.viewport(DESKTOP)
+            await b.goto(f"{server.url}/")
+            assert await b.wait_for(f"{BADGE} === 'unloaded'")
+            assert await b.js(DROP_SAMPLE) is True  # handled by the page: no navigation away
+            assert await b.wait_for("document.querySelectorAll('#queue li').length === 1")
+            await b.js("document.getElementById('clear-queue').click()")
+            await b.upload("#file", SAMPLE)
+            await b.click("#run")
+            await b.wait_for(TEXT_SHOWN, timeout=120)
+
+            await b.js(CAPTURE_DOWNLOADS)
+            for button in ("download", "download-json", "download-all-json", "download-all-md"):
+                await b.click(f"#{button}")
+            files = await b.wait_for("Promise.all(window.downloads)")
+            names = [f["name"] for f in files]
+            assert names == ["sample.txt", "sample.json", "dsocr-results.json", "dsocr-results.md"]
+            assert files[0]["text"] == "dsocr sample 42"
+            assert '"file": "sample.png"' in files[1]["text"] and "dsocr sample 42" in files[1]["text"]
+            assert files[3]["text"].startswith("# sample.png\n\ndsocr sample 42")
+
+            # headless Chromium refuses the clipboard: the page selects the text for Ctrl+C instead
+            await b.click("#copy")
+            copied = await b.wait_for("(t => t === 'Copied ✓' || t === 'Press Ctrl+C' ? t : '')"
+                                      "(document.getElementById('copy').textContent)")  # fmt: skip
+            assert copied
+            assert await b.js("window.getSelection().toString()") in ("", "dsocr sample 42")
