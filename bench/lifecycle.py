@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.sample import text_png  # noqa: E402
 from ipc import protocol as p  # noqa: E402
+from ipc.errors import only_result  # noqa: E402
 from ipc.weights import segment_name, unlink_segment  # noqa: E402
 from supervisor.core.children import private_rss_bytes  # noqa: E402
 from supervisor.core.engine_handle import EngineDead, EngineFailure, EngineHandle, Launcher, spawn_launcher  # noqa: E402
@@ -103,8 +104,9 @@ class Round:
         t["cold_load"], loaded = await timed(self._spawn_and(p.Load(0, m, seg, dev, opts)))
         self.info.update(device=loaded["device"], weights_bytes=loaded["weights_bytes"],
                          engine_load_s=loaded["seconds"], engine_store_s=loaded["store_s"])  # fmt: skip
-        t["first_infer"], _ = await timed(self.ask(p.Infer(0, m, {}, image)))  # warm-up
-        t["infer"], result = await timed(self.ask(p.Infer(0, m, {}, image)))
+        t["first_infer"], _ = await timed(self.ask(p.Infer.one(0, m, {}, image)))  # warm-up
+        t["infer"], reply = await timed(self.ask(p.Infer.one(0, m, {}, image)))
+        result = only_result(reply)
         self.info["text"] = result.get("text", "")
         self.info["engine_private_rss_bytes"] = private_rss_bytes(self.engine.pid or 0)  # type: ignore[union-attr]
         t["offload"], _ = await timed(self.ask(p.Offload(0, m)))

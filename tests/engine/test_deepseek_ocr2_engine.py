@@ -71,14 +71,14 @@ async def test_a_raw_upstream_folder_loads_and_answers_through_an_engine(
     the cache dir; it answers as the native folder of the same weights does."""
     raw = build_tiny(tmp_path / "raw", layout="upstream")
     image, opts = REQUESTS[1]
-    expected = await engine.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)
+    expected = only_result(await engine.request(p.Infer.one(0, MODEL, opts, image), timeout=TIMEOUT))
     other = EngineHandle(log_level="WARNING", boot_timeout=TIMEOUT, threads=1)
     segment = shm.name("deepseek-raw")
     try:
         await other.spawn()
         options = {"model_path": str(raw), "max_new_tokens": 20, "cache_dir": str(tmp_path / "cache")}
         await other.request(p.Load(0, MODEL, segment, "cpu", options), timeout=TIMEOUT)
-        answer = await other.request(p.Infer(0, MODEL, opts, image), timeout=TIMEOUT)
+        answer = only_result(await other.request(p.Infer.one(0, MODEL, opts, image), timeout=TIMEOUT))
     finally:
         await other.kill()
         unlink_segment(segment)
