@@ -93,6 +93,19 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 
 
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (what it sent before, a 408 say, is read past)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(4096):  # b"": the server closed it
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:  # reset: closed too
+        return True
+    return True
+
+
 async def test_idle_connections_are_closed_and_cannot_lock_out_health() -> None:
     _raise_fd_limit()
     # the server gets 1,024 descriptors, as the report that found this had; 1,100 idle sockets
@@ -110,18 +123,14 @@ async def test_idle_connections_are_closed_and_cannot_lock_out_health() -> None:
                     async with s.get(f"{server.url}/health") as resp:
                         assert resp.status == 200
                         assert (await resp.json())["status"] == "healthy"
-            # past the header timeout every idle socket has been closed by the server
-            time.sleep(4)
-            still_open = 0
-            for sock in sockets:
-                sock.setblocking(False)
-                try:
-                    still_open += sock.recv(4096) != b""  # b"": the server closed it
-                except BlockingIOError:
-                    still_open += 1
-                except OSError:  # reset: closed too
-                    pass
-            assert still_open == 0
+            # past the header timeout every idle socket is closed by the server: waited for (a loaded
+            # machine sweeps late), bounded; a socket that is never closed keeps the count above 0
+            open_sockets = list(sockets)
+            deadline = time.monotonic() + 30
+            while open_sockets and time.monotonic() < deadline:
+                time.sleep(0.5)
+                open_sockets = [sock for sock in open_sockets if not _closed_by_peer(sock)]
+            assert len(open_sockets) == 0
         finally:
             for sock in sockets:
                 sock.close()
