@@ -81,8 +81,8 @@ WORDS = [
 ]
 
 
-def rendered_scan(pages: int, seed: int = 7) -> tuple[bytes, str]:
-    """A PDF of ``pages`` letter pages at 150 dpi with 28 lines each, and its text."""
+def rendered_pages(pages: int, seed: int = 7) -> tuple[list[Image.Image], str]:
+    """``pages`` letter pages at 150 dpi (1275 x 1650, grey) with 28 lines each, and their text."""
     rng = random.Random(seed)
     font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 24)
     images, text = [], []
@@ -94,9 +94,15 @@ def rendered_scan(pages: int, seed: int = 7) -> tuple[bytes, str]:
             draw.text((110, 110 + row * 50), line, font=font, fill=0)
             text.append(line)
         images.append(image)
+    return images, "\n".join(text)
+
+
+def rendered_scan(pages: int, seed: int = 7) -> tuple[bytes, str]:
+    """A PDF of ``rendered_pages(pages, seed)``, and its text."""
+    images, text = rendered_pages(pages, seed)
     path = Path(tempfile.mkdtemp()) / "scan.pdf"
     images[0].save(path, "PDF", save_all=True, append_images=images[1:], resolution=150)
-    return path.read_bytes(), "\n".join(text)
+    return path.read_bytes(), text
 
 
 RAPIDOCR = ["ocrmypdf==17.13.0", "ocrmypdf-rapidocr==1.0.1"]

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import resource
 import socket
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.server import running_server
 from tests.pdfs import empty_page_pdf
 
@@ -126,10 +126,12 @@ async def test_idle_connections_are_closed_and_cannot_lock_out_health() -> None:
             # past the header timeout every idle socket is closed by the server: waited for (a loaded
             # machine sweeps late), bounded; a socket that is never closed keeps the count above 0
             open_sockets = list(sockets)
-            deadline = time.monotonic() + 30
-            while open_sockets and time.monotonic() < deadline:
-                time.sleep(0.5)
-                open_sockets = [sock for sock in open_sockets if not _closed_by_peer(sock)]
+
+            def all_closed() -> bool:
+                open_sockets[:] = [sock for sock in open_sockets if not _closed_by_peer(sock)]
+                return not open_sockets
+
+            wait_until(all_closed, timeout=30, interval=0.5)
             assert len(open_sockets) == 0
         finally:
             for sock in sockets:
